@@ -1,0 +1,59 @@
+"""Triplet-SN: the siamese fine-grained baseline (Yu et al., CVPR 2016, as re-run in StyleMeUp).
+
+One shared conv encoder for sketches and photos, a linear embedding head, L2 normalisation, and a
+triplet loss (margin 0.2, Euclidean) with the sketch as anchor, its photo as positive and another
+photo as negative.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sbirjax import losses
+from sbirjax.models import registry
+from sbirjax.models.convnet import ConvEncoder
+
+
+class TripletSN(nn.Module):
+    widths: tuple = (32, 64, 128, 256, 256)
+    hidden: int = 512
+    embed_dim: int = 64
+    dropout: float = 0.5
+
+    @nn.compact
+    def __call__(self, images, *, train: bool = False):
+        h = ConvEncoder(self.widths, self.hidden, self.dropout, name="encoder")(images, train=train)
+        return losses.l2_normalize(nn.Dense(self.embed_dim, name="head")(h))
+
+
+def build(model_config) -> TripletSN:
+    return TripletSN(widths=tuple(model_config.widths), hidden=model_config.hidden,
+                     embed_dim=model_config.embed_dim, dropout=model_config.dropout)
+
+
+def init(module, rng, image_shape):
+    return module.init({"params": rng}, jnp.zeros((1, *image_shape), jnp.uint8))["params"]
+
+
+def loss(module, params, batch, rng, config):
+    # One forward pass over the stacked triplet so InstanceNorm statistics stay per image and the
+    # encoder runs as one large batch.
+    n = batch["sketch"].shape[0]
+    images = jnp.concatenate([batch["sketch"], batch["positive"], batch["negative"]])
+    z = module.apply({"params": params}, images, train=True, rngs={"dropout": rng})
+    anchor, pos, neg = z[:n], z[n:2 * n], z[2 * n:]
+    value = losses.triplet_margin(anchor, pos, neg, config.loss.margin)
+    d_pos = losses.euclidean(anchor, pos)
+    d_neg = losses.euclidean(anchor, neg)
+    return value, {"triplet": value, "d_pos": jnp.mean(d_pos), "d_neg": jnp.mean(d_neg),
+                   "triplet_acc": jnp.mean((d_pos < d_neg).astype(jnp.float32))}
+
+
+def embed(module, params, images, modality):
+    del modality  # siamese: one encoder for both
+    return module.apply({"params": params}, images, train=False)
+
+
+METHOD = registry.register(registry.Method(
+    name="triplet_sn", build=build, init=init, loss=loss, embed=embed, train_inputs="triplet"))

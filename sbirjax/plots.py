@@ -1,0 +1,39 @@
+"""Pictures a person looks at: the retrieval grid (query sketch, its top-k photos, truth marked)."""
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+
+GREEN, RED, GREY = (40, 170, 60), (210, 50, 50), (235, 235, 235)
+
+
+def retrieval_grid(queries, topk_images, correct, ranks, path: str, *, cell: int = 96,
+                   title: str = "") -> None:
+    """Rows: a query sketch, then its top-k photos; the correct photo framed green, others red.
+
+    queries (Q, H, W, 3) uint8; topk_images (Q, K, H, W, 3) uint8; correct (Q, K) bool; ranks (Q,)
+    the rank of the true photo (shown beside each query).
+    """
+    q, k = topk_images.shape[:2]
+    pad, head, left = 4, 18 if title else 4, 56
+    width = left + (k + 1) * (cell + pad) + pad
+    height = head + q * (cell + pad) + pad
+    canvas = PIL.Image.new("RGB", (width, height), GREY)
+    draw = PIL.ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad, 3), title, fill=(0, 0, 0))
+    for r in range(q):
+        y = head + r * (cell + pad)
+        draw.text((pad, y + cell // 2 - 6), f"rank {int(ranks[r])}", fill=(0, 0, 0))
+        _paste(canvas, queries[r], left, y, cell)
+        for c in range(k):
+            x = left + (c + 1) * (cell + pad) + pad
+            _paste(canvas, topk_images[r, c], x, y, cell)
+            draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1],
+                           outline=GREEN if correct[r, c] else RED, width=3)
+    canvas.save(path)
+
+
+def _paste(canvas, image, x, y, cell):
+    canvas.paste(PIL.Image.fromarray(np.asarray(image, np.uint8)).resize((cell, cell)), (x, y))

@@ -1,0 +1,69 @@
+"""Progress and metrics: a line a person can follow on stdout, JSONL, and TensorBoard events.
+
+Only process 0 writes. TensorBoard files come from tensorboardX (no TensorFlow).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+
+class Reporter:
+    def __init__(self, workdir: str, total_steps: int, *, start_step: int = 0):
+        self.main = jax.process_index() == 0
+        self.total, self.start_step = total_steps, start_step
+        self.t0, self.last_t, self.last_step = time.time(), time.time(), start_step
+        self._jsonl = self._tb = None
+        if self.main:
+            os.makedirs(workdir, exist_ok=True)
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def log(self, msg: str) -> None:
+        if self.main:
+            print(msg, flush=True)
+
+    def write(self, step: int, kind: str, values: dict) -> None:
+        """Record scalars of `kind` ('train' or an eval split name) at `step`."""
+        if not self.main:
+            return
+        scalars = {k: _py(v) for k, v in values.items()}
+        self._jsonl.write(json.dumps({"step": step, "kind": kind, **scalars}) + "\n")
+        for k, v in scalars.items():
+            if isinstance(v, (int, float)) and np.isfinite(v):
+                self._tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def progress(self, step: int, values: dict) -> None:
+        """Step, losses, steps/s and ETA on one line."""
+        now = time.time()
+        rate = (step - self.last_step) / max(now - self.last_t, 1e-9)
+        self.last_t, self.last_step = now, step
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        shown = " ".join(f"{k}={_py(v):.4g}" for k, v in sorted(values.items()))
+        self.log(f"[{step:>6d}/{self.total}] {shown} | {rate:.2f} steps/s | "
+                 f"ETA {_hms(eta)} | elapsed {_hms(now - self.t0)}")
+        self.write(step, "train", dict(values, steps_per_s=rate))
+
+    def close(self) -> None:
+        if self.main:
+            self._jsonl.close()
+            self._tb.close()
+        sys.stdout.flush()
+
+
+def _py(v):
+    v = np.asarray(v)
+    return v.item() if v.ndim == 0 else v.tolist()
+
+
+def _hms(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -1,0 +1,187 @@
+"""The training loop: the one place that builds the mesh, jits with shardings, restores and saves.
+
+Cadence (log / eval / checkpoint) counts completed steps and always fires on the last one. Metrics
+of step s are fetched after step s+1 is dispatched, so the host never stalls the device; a
+non-finite loss stops the run before anything is saved, so the last checkpoint stays good.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+
+import jax
+import numpy as np
+
+from sbirjax import checkpoint, evaluate, models, optim, sharding, state as state_lib, steps
+from sbirjax.data import examples, pipeline, splits, tfds_io
+from sbirjax.reporting import Reporter
+
+# Number of times each jitted function was traced in this process (a guard against recompiling).
+TRACE_COUNTS: dict[str, int] = {}
+
+
+def due(step: int, every: int, total: int) -> bool:
+    return step == total or (every > 0 and step % every == 0)
+
+
+def _counted(name, fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        TRACE_COUNTS[name] = TRACE_COUNTS.get(name, 0) + 1
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> None:
+    loss = float(values["loss"])
+    if not np.isfinite(loss):
+        last = ckpt.latest_step()
+        raise FloatingPointError(
+            f"loss is {loss} at step {step}. Training stopped; nothing after step "
+            f"{last if last is not None else 0} was saved"
+            + (f" and the last good checkpoint (step {last}) is in {ckpt.directory}."
+               if last is not None else ".")
+            + " Lower config.optim.lr or check the input data, then run again to resume.")
+
+
+def _save_config(config, workdir: str) -> None:
+    if jax.process_index() != 0:
+        return
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def load_data(config, log=print):
+    """Build (if needed) and open the train split and the eval splits the config names."""
+    sketch_builder, photo_builder = tfds_io.builders(config.data)
+    for b in (sketch_builder, photo_builder):
+        tfds_io.prepare(b, config.data.get("manual_dir"), log=log)
+    train = splits.load(sketch_builder, photo_builder, config.data.train_sketches,
+                        config.data.train_photos)
+    evals = {name: splits.load(sketch_builder, photo_builder, s, p)
+             for name, (s, p) in config.eval.splits.items()}
+    return train, evals
+
+
+def train_and_evaluate(config, workdir: str, *, devices=None):
+    """Train `config.method` on `config.data`; returns (final state, last eval metrics)."""
+    os.makedirs(workdir, exist_ok=True)
+    total = int(config.total_steps)
+    method = models.get(config.method)
+    module = method.build(config.model)
+    mesh = sharding.make_mesh(config.mesh.num_devices, devices)
+    ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+    start = ckpt.latest_step() or 0
+    report = Reporter(workdir, total, start_step=start)
+    _save_config(config, workdir)
+
+    train_split, eval_splits = load_data(config, log=report.log)
+    report.log(f"method {method.name}: {train_split.num_sketches} training sketches, "
+               f"{train_split.num_photos} photos; mesh {dict(mesh.shape)} over "
+               f"{jax.device_count()} {jax.devices()[0].platform} devices")
+
+    image_shape = (config.data.image.size, config.data.image.size, 3)
+    root = jax.random.key(config.seed)
+    init_rng, step_rng = jax.random.split(root)
+    abstract_params = jax.eval_shape(lambda r: method.init(module, r, image_shape), init_rng)
+    tx = optim.make_optimizer(config.optim, total, abstract_params)
+
+    def init_state(rng):
+        return state_lib.create(method.init(module, rng, image_shape), tx)
+
+    abstract_state = jax.eval_shape(init_state, init_rng)
+    state_sh = sharding.state_shardings(abstract_state, mesh)
+    repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    if start:
+        report.log(f"resuming from the checkpoint of step {start} in {ckpt.directory}")
+        state = ckpt.restore(abstract_state, state_sh, start)
+    else:
+        state = jax.jit(init_state, out_shardings=state_sh)(init_rng)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state.params))
+    report.log(f"{n_params:,} parameters")
+
+    step_fn = jax.jit(
+        _counted("train_step", functools.partial(
+            steps.train_step, method=method, module=module, tx=tx, config=config)),
+        in_shardings=(state_sh, batch_sh, repl), out_shardings=(state_sh, repl), donate_argnums=0)
+    embed_fns = {m: jax.jit(_counted(f"embed_{m}", functools.partial(
+        steps.embed_step, method=method, module=module, modality=m)),
+        in_shardings=(state_sh.params, batch_sh), out_shardings=batch_sh)
+        for m in ("sketch", "photo")}
+
+    def run_eval(step):
+        results = {}
+        for name, split in eval_splits.items():
+            t = time.time()
+            values, extras = evaluate.fine_grained(split, state.params, embed_fns, config.data,
+                                                   config.eval, mesh)
+            results[name] = values
+            report.write(step, name, values)
+            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float))
+            report.log(f"[{step:>6d}/{total}] eval {name}: {shown} ({time.time() - t:.1f}s)")
+            if jax.process_index() == 0 and config.eval.grid.num_queries:
+                os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
+                path = os.path.join(workdir, "plots", f"retrieval_{name}_{step:06d}.png")
+                evaluate.save_grid(split, extras, config.data, path,
+                                   num_queries=config.eval.grid.num_queries,
+                                   top_k=config.eval.grid.top_k,
+                                   title=f"{method.name} step {step} {name}: "
+                                         f"acc@1={values.get('acc@1', float('nan')):.3f}")
+                shutil.copyfile(path, os.path.join(workdir, f"retrieval_{name}.png"))
+        return results
+
+    if start >= total:
+        report.log(f"already trained to step {start} (total_steps={total}); evaluating only")
+        results = run_eval(start)
+        _write_results(workdir, start, results)
+        report.close()
+        ckpt.close()
+        return state, results
+
+    local_bs = sharding.local_batch_size(config.batch_size, mesh)
+    example_fn = examples.make(method.train_inputs, train_split, config.data.image,
+                               config.data.augment)
+    stream = pipeline.train_stream(
+        train_split.num_sketches, example_fn, local_batch=local_bs, seed=config.seed,
+        start_step=start, process_index=jax.process_index(), process_count=jax.process_count())
+    batches = pipeline.iterate(stream, num_threads=config.data.num_threads,
+                               prefetch=config.data.prefetch)
+
+    results, pending = {}, None
+    report.log(f"training steps {start + 1}..{total}, batch {config.batch_size}")
+    for step in range(start + 1, total + 1):
+        batch = sharding.to_global(next(batches), mesh)
+        state, metrics = step_fn(state, batch, step_rng)
+        if pending is not None:  # fetch the previous step's metrics: the device keeps working
+            _finish(pending, report, ckpt, total, config)
+        pending = (step, metrics)
+        if due(step, config.checkpoint_every, total) or due(step, config.eval_every, total):
+            _finish(pending, report, ckpt, total, config)
+            pending = None
+        if due(step, config.checkpoint_every, total):
+            ckpt.save(step, state)
+        if due(step, config.eval_every, total):
+            results = run_eval(step)
+    ckpt.close()
+    _write_results(workdir, total, results)
+    report.log(f"done: {total} steps; checkpoints in {ckpt.directory}")
+    report.close()
+    return state, results
+
+
+def _finish(pending, report, ckpt, total, config):
+    step, metrics = pending
+    values = jax.device_get(metrics)
+    _check_finite(step, values, ckpt)
+    if due(step, config.log_every, total):
+        report.progress(step, values)
+
+
+def _write_results(workdir, step, results):
+    if jax.process_index() == 0 and results:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump({"step": step, **{k: {m: float(v) for m, v in r.items()}
+                                        for k, r in results.items()}}, f, indent=2)

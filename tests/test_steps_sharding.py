@@ -1,0 +1,64 @@
+"""The jitted train step gives the same result on a 1-device and an 8-device mesh."""
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from configs import synthetic_triplet
+from sbirjax import models, optim, sharding, state as state_lib, steps
+
+
+def tiny_config():
+    c = synthetic_triplet.get_config()
+    c.model.widths = (4, 8, 8)
+    c.model.hidden = 16
+    c.model.embed_dim = 8
+    c.model.dropout = 0.5
+    return c
+
+
+def run_steps(mesh, config, batches):
+    method = models.get(config.method)
+    module = method.build(config.model)
+    shape = batches[0]["sketch"].shape[1:]
+    rng = jax.random.key(0)
+    abstract = jax.eval_shape(lambda r: method.init(module, r, shape), rng)
+    tx = optim.make_optimizer(config.optim, 10, abstract)
+    init = lambda r: state_lib.create(method.init(module, r, shape), tx)  # noqa: E731
+    st_sh = sharding.state_shardings(jax.eval_shape(init, rng), mesh)
+    state = jax.jit(init, out_shardings=st_sh)(rng)
+    step = jax.jit(functools.partial(steps.train_step, method=method, module=module, tx=tx,
+                                     config=config),
+                   in_shardings=(st_sh, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+                   out_shardings=(st_sh, sharding.replicated(mesh)), donate_argnums=0)
+    losses = []
+    for b in batches:
+        state, m = step(state, sharding.to_global(b, mesh), jax.random.key(1))
+        losses.append(float(m["loss"]))
+    return losses, jax.device_get(state.params)
+
+
+def random_batches(n, batch=8, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{k: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+             for k in ("sketch", "positive", "negative")} for _ in range(n)]
+
+
+def test_eight_devices_match_one_device():
+    assert jax.device_count() == 8, "conftest should give 8 fake CPU devices"
+    config = tiny_config()
+    batches = random_batches(3)
+    l1, p1 = run_steps(sharding.make_mesh(1), config, batches)
+    l8, p8 = run_steps(sharding.make_mesh(8), config, batches)
+    np.testing.assert_allclose(l1, l8, rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p1, p8)
+    # ...and the steps really changed the parameters and the loss differs between steps.
+    assert len(set(np.round(l1, 6))) > 1
+
+
+def test_batch_must_split_over_devices():
+    with pytest.raises(ValueError, match="not divisible"):
+        sharding.local_batch_size(12, sharding.make_mesh(8))
+    with pytest.raises(ValueError, match="devices are visible"):
+        sharding.make_mesh(16)

@@ -1,0 +1,1 @@
+"""TFDS builders of sbirjax (array_record, no TensorFlow needed)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,6 +23,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from sbirjax import train  # after flag parsing: keeps --help fast
+
+    # Library INFO logs (orbax, TFDS) drown the progress lines; --verbosity=0 brings them back.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
     config = _CONFIG.value
     workdir = _WORKDIR.value

@@ -112,11 +112,11 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
         in_shardings=(state_sh.params, batch_sh), out_shardings=batch_sh)
         for m in ("sketch", "photo")}
 
-    def run_eval(step):
+    def run_eval(step, params):
         results = {}
         for name, split in eval_splits.items():
             t = time.time()
-            values, extras = evaluate.fine_grained(split, state.params, embed_fns, config.data,
+            values, extras = evaluate.fine_grained(split, params, embed_fns, config.data,
                                                    config.eval, mesh)
             results[name] = values
             report.write(step, name, values)
@@ -133,14 +133,22 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
                 shutil.copyfile(path, os.path.join(workdir, f"retrieval_{name}.png"))
         return results
 
-    if start >= total:
-        report.log(f"already trained to step {start} (total_steps={total}); evaluating only")
-        results = run_eval(start)
-        _write_results(workdir, start, results)
-        report.close()
+    try:
+        if start >= total:
+            report.log(f"already trained to step {start} (total_steps={total}); evaluating only")
+            results = run_eval(start, state.params)
+        else:
+            state, results = _loop(config, state, step_fn, step_rng, train_split, method, mesh,
+                                   ckpt, report, run_eval, start, total)
+        _write_results(workdir, int(state.step), results)
+    finally:  # a crash must not lose a checkpoint that is being written in the background
         ckpt.close()
-        return state, results
+        report.close()
+    return state, results
 
+
+def _loop(config, state, step_fn, step_rng, train_split, method, mesh, ckpt, report, run_eval,
+          start, total):
     local_bs = sharding.local_batch_size(config.batch_size, mesh)
     example_fn = examples.make(method.train_inputs, train_split, config.data.image,
                                config.data.augment)
@@ -164,11 +172,8 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
         if due(step, config.checkpoint_every, total):
             ckpt.save(step, state)
         if due(step, config.eval_every, total):
-            results = run_eval(step)
-    ckpt.close()
-    _write_results(workdir, total, results)
+            results = run_eval(step, state.params)
     report.log(f"done: {total} steps; checkpoints in {ckpt.directory}")
-    report.close()
     return state, results
 
 

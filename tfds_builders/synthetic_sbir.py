@@ -21,7 +21,7 @@ from sbirjax.data import synthetic
 VERSION = tfds.core.Version("1.0.0")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class SyntheticConfig(tfds.core.BuilderConfig):
     kind: str = "sketches"
     spec: synthetic.WorldSpec = dataclasses.field(default_factory=synthetic.WorldSpec)
@@ -94,3 +94,9 @@ class SyntheticSbir(tfds.core.GeneratorBasedBuilder):
                 p = world.photos[i]
                 yield p["photo_id"], {"photo_id": p["photo_id"], "category": int(p["category"]),
                                       "instance": int(p["instance"]), "image": _png(p["image"])}
+
+
+def builder(kind: str, spec: synthetic.WorldSpec, **kwargs) -> SyntheticSbir:
+    """The builder of one kind for one world; registered configs are named, others passed whole."""
+    config = make_config(kind, spec)
+    return SyntheticSbir(config=config.name if spec_tag(spec) == "default" else config, **kwargs)

@@ -28,8 +28,8 @@ def builders(data_config):
         from tfds_builders import synthetic_sbir
         spec = synthetic.WorldSpec(**dict(data_config.get("synthetic", {})))
         return tuple(
-            synthetic_sbir.SyntheticSbir(config=synthetic_sbir.make_config(kind, spec),
-                                         data_dir=data_dir(data_config), file_format="array_record")
+            synthetic_sbir.builder(kind, spec, data_dir=data_dir(data_config),
+                                   file_format="array_record")
             for kind in ("sketches", "photos"))
     raise ValueError(f"config.data.name={name!r} is not a known dataset; known: {DATASETS}")
 

@@ -1,0 +1,102 @@
+"""End-to-end behaviour of the training loop on a tiny synthetic world."""
+import importlib.util
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from sbirjax import checkpoint, train
+from sbirjax.data import pipeline
+from tests import helpers
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def load_config(path):
+    spec = importlib.util.spec_from_file_location("cfg", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config()
+
+
+def tiny(data_dir, steps=4, path="configs/synthetic_triplet.py"):
+    return helpers.shrink(load_config(path), data_dir, steps=steps)
+
+
+def params_of(state):
+    return jax.device_get(state.params)
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.mark.parametrize("path", helpers.all_config_files(), ids=os.path.basename)
+def test_every_config_loads_shrinks_and_trains(path, data_dir, tmp_path):
+    config = tiny(data_dir, steps=2, path=path)
+    state, results = train.train_and_evaluate(config, str(tmp_path))
+    assert int(state.step) == 2
+    for split, values in results.items():
+        assert 0.0 <= values["acc@1"] <= values["acc@10"] <= 1.0, (split, values)
+
+
+def test_outputs_resume_and_trace_once(data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    train.TRACE_COUNTS.clear()
+    state, results = train.train_and_evaluate(tiny(data_dir, steps=4), workdir)
+    assert train.TRACE_COUNTS["train_step"] == 1  # 4 steps, one compilation
+    assert train.TRACE_COUNTS["embed_sketch"] == 1 and train.TRACE_COUNTS["embed_photo"] == 1
+    # What a person looks at is there.
+    assert os.path.exists(os.path.join(workdir, "retrieval_test.png"))
+    assert os.path.exists(os.path.join(workdir, "config.json"))
+    assert any(f.startswith("events.out.tfevents")
+               for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert any(r["kind"] == "test" and "acc@1" in r for r in rows)
+    assert json.load(open(os.path.join(workdir, "results.json")))["step"] == 4
+    assert checkpoint.Checkpointer(workdir).latest_step() == 4
+    # Running the same command again resumes (and only evaluates) instead of starting over.
+    again, _ = train.train_and_evaluate(tiny(data_dir, steps=4), workdir)
+    assert int(again.step) == 4
+    assert_trees_equal(params_of(state), params_of(again))
+
+
+def test_crash_then_resume_equals_uninterrupted_run(data_dir, tmp_path, monkeypatch):
+    steps = 6
+    ref, _ = train.train_and_evaluate(tiny(data_dir, steps), str(tmp_path / "ref"))
+
+    real_iterate = pipeline.iterate
+
+    def crashing(*args, **kwargs):  # the input dies after 3 batches: a crash mid-run
+        it = real_iterate(*args, **kwargs)
+        for _ in range(3):
+            yield next(it)
+        raise RuntimeError("simulated crash")
+
+    workdir = str(tmp_path / "crash")
+    monkeypatch.setattr(pipeline, "iterate", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.train_and_evaluate(tiny(data_dir, steps), workdir)
+    monkeypatch.setattr(pipeline, "iterate", real_iterate)
+    assert checkpoint.Checkpointer(workdir).latest_step() == 2  # saved every 2 steps
+    resumed, _ = train.train_and_evaluate(tiny(data_dir, steps), workdir)
+    assert int(resumed.step) == steps
+    assert_trees_equal(params_of(ref), params_of(resumed))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+    config = tiny(data_dir, steps=8)
+    with config.unlocked():
+        config.optim.lr = 1e38  # parameters overflow within a few steps
+        config.checkpoint_every = 1
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(FloatingPointError, match="last good checkpoint") as err:
+        train.train_and_evaluate(config, workdir)
+    last = checkpoint.Checkpointer(workdir).latest_step()
+    assert last is not None and f"step {last + 1}" in str(err.value)

@@ -64,5 +64,6 @@ def save_grid(split, extras, data_config, path, *, num_queries=8, top_k=5, title
                         for i in sketch_idx])
     photos = np.stack([[augment.photo_image(split.photos[int(j)], data_config.image) for j in row]
                        for row in top])
+    truths = np.stack([augment.photo_image(split.photos[int(j)], data_config.image) for j in truth])
     plots.retrieval_grid(queries, photos, top == truth[:, None], extras["ranks"][pick], path,
-                         title=title)
+                         truth_images=truths, title=title + "  (last column: true photo)")

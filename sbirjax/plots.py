@@ -5,19 +5,21 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-GREEN, RED, GREY = (40, 170, 60), (210, 50, 50), (235, 235, 235)
+GREEN, RED, BLUE, GREY = (40, 170, 60), (210, 50, 50), (40, 90, 220), (235, 235, 235)
 
 
-def retrieval_grid(queries, topk_images, correct, ranks, path: str, *, cell: int = 96,
-                   title: str = "") -> None:
+def retrieval_grid(queries, topk_images, correct, ranks, path: str, *, truth_images=None,
+                   cell: int = 96, title: str = "") -> None:
     """Rows: a query sketch, then its top-k photos; the correct photo framed green, others red.
 
     queries (Q, H, W, 3) uint8; topk_images (Q, K, H, W, 3) uint8; correct (Q, K) bool; ranks (Q,)
-    the rank of the true photo (shown beside each query).
+    the rank of the true photo (shown beside each query); truth_images (Q, H, W, 3), if given,
+    the true photo in a last column framed blue, so a miss shows what should have come back.
     """
     q, k = topk_images.shape[:2]
     pad, head, left = 4, 18 if title else 4, 56
-    width = left + (k + 1) * (cell + pad) + pad
+    extra = 0 if truth_images is None else 1
+    width = left + (k + 1 + extra) * (cell + pad) + pad + extra * pad * 3
     height = head + q * (cell + pad) + pad
     canvas = PIL.Image.new("RGB", (width, height), GREY)
     draw = PIL.ImageDraw.Draw(canvas)
@@ -32,6 +34,10 @@ def retrieval_grid(queries, topk_images, correct, ranks, path: str, *, cell: int
             _paste(canvas, topk_images[r, c], x, y, cell)
             draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1],
                            outline=GREEN if correct[r, c] else RED, width=3)
+        if truth_images is not None:
+            x = left + (k + 1) * (cell + pad) + 4 * pad
+            _paste(canvas, truth_images[r], x, y, cell)
+            draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline=BLUE, width=3)
     canvas.save(path)
 
 

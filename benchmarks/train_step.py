@@ -1,0 +1,70 @@
+"""Train-step throughput of a config's method on random inputs, as JSON.
+
+  python -m benchmarks.train_step --config=configs/synthetic_triplet.py [--iters=20]
+                                  [--config.batch_size=64 --config.data.image.size=256]
+
+Times the same jitted, sharded step train.py runs (state donated), median over `iters` steps
+after a warm-up, and reports steps/s and images/s (images = every sketch and photo the step
+encodes). Random uint8 inputs: this measures the model, not the input pipeline
+(see benchmarks/input_pipeline.py).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from benchmarks import common
+from sbirjax import models, optim, sharding, state as state_lib, steps
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
+_ITERS = flags.DEFINE_integer("iters", 20, "timed steps")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "untimed steps (the first compiles)")
+
+
+def random_batch(keys, batch, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8) for k in keys}
+
+
+def main(_):
+    config = _CONFIG.value
+    method = models.get(config.method)
+    module = method.build(config.model)
+    mesh = sharding.make_mesh(config.mesh.num_devices)
+    size = config.data.image.size
+    shape = (size, size, 3)
+    rng = jax.random.key(0)
+    abstract = jax.eval_shape(lambda r: method.init(module, r, shape), rng)
+    tx = optim.make_optimizer(config.optim, 1000, abstract)
+    init = lambda r: state_lib.create(method.init(module, r, shape), tx)  # noqa: E731
+    st_sh = sharding.state_shardings(jax.eval_shape(init, rng), mesh)
+    state = jax.jit(init, out_shardings=st_sh)(rng)
+    step = jax.jit(functools.partial(steps.train_step, method=method, module=module, tx=tx,
+                                     config=config),
+                   in_shardings=(st_sh, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
+                   out_shardings=(st_sh, sharding.replicated(mesh)), donate_argnums=0)
+    keys = {"triplet": ("sketch", "positive", "negative")}[method.train_inputs]
+    batch = sharding.to_global(random_batch(keys, config.batch_size, size), mesh)
+    holder = {"state": state}
+
+    def one():
+        holder["state"], m = step(holder["state"], batch, rng)
+        jax.block_until_ready(m["loss"])
+
+    t = common.time_calls(one, warmup=_WARMUP.value, iters=_ITERS.value)
+    images = config.batch_size * len(keys)
+    common.emit({
+        "benchmark": "train_step", "method": config.method, "batch_size": config.batch_size,
+        "image_size": size, "images_per_step": images,
+        "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(abstract))),
+        "step_time_s": t, "steps_per_s": 1.0 / t["median_s"],
+        "images_per_s": images / t["median_s"], "peak_host_rss_mb": common.peak_host_rss_mb(),
+        "machine": common.machine()})
+
+
+if __name__ == "__main__":
+    app.run(main)

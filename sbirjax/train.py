@@ -153,7 +153,7 @@ def _loop(config, state, step_fn, step_rng, train_split, method, mesh, ckpt, rep
     example_fn = examples.make(method.train_inputs, train_split, config.data.image,
                                config.data.augment)
     stream = pipeline.train_stream(
-        train_split.num_sketches, example_fn, local_batch=local_bs, seed=config.seed,
+        len(example_fn), example_fn, local_batch=local_bs, seed=config.seed,
         start_step=start, process_index=jax.process_index(), process_count=jax.process_count())
     batches = pipeline.iterate(stream, num_threads=config.data.num_threads,
                                prefetch=config.data.prefetch)

@@ -3,13 +3,20 @@
 Blocks of Conv(4x4, stride 2, pad 1) -> InstanceNorm (none on block 1) -> LeakyReLU(0.2), then
 flatten -> Dense(hidden) -> Dropout. Widths default to the official 32-64-128-256-256; a tiny
 variant (a few channels) runs the same code path in tests.
+
+With `ft=True` a feature-wise transformation layer (Tseng et al., ICLR 2020) follows every
+normalisation layer. Its parameters always exist; it perturbs features only when called with
+`ft_active=True` (StyleMeUp's inner, meta-train step), drawing from the 'ft' rng stream.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+FT_SOFTPLUS_BETA = 100.0  # Tseng et al.'s sharp softplus
 
 
 def to_float(images):
@@ -19,13 +26,38 @@ def to_float(images):
     return images
 
 
+def sharp_softplus(x, beta: float = FT_SOFTPLUS_BETA):
+    return jax.nn.softplus(beta * x) / beta
+
+
+class FeatureTransform(nn.Module):
+    """h' = gamma * h + beta, gamma = 1 + e1 * softplus(theta_gamma), beta = e2 * softplus(theta_beta),
+    e ~ N(0, 1) per channel, shared over the batch and the spatial positions."""
+
+    init_gamma: float = 0.3
+    init_beta: float = 0.5
+
+    @nn.compact
+    def __call__(self, h, *, active: bool):
+        c = h.shape[-1]
+        theta_gamma = self.param("theta_gamma", nn.initializers.constant(self.init_gamma), (c,))
+        theta_beta = self.param("theta_beta", nn.initializers.constant(self.init_beta), (c,))
+        if not active:
+            return h
+        e = jax.random.normal(self.make_rng("ft"), (2, c), h.dtype)
+        gamma = 1.0 + e[0] * sharp_softplus(theta_gamma)
+        beta = e[1] * sharp_softplus(theta_beta)
+        return gamma * h + beta
+
+
 class ConvEncoder(nn.Module):
     widths: Sequence[int] = (32, 64, 128, 256, 256)
     hidden: int = 512
     dropout: float = 0.5
+    ft: bool = False
 
     @nn.compact
-    def __call__(self, images, *, train: bool):
+    def __call__(self, images, *, train: bool, ft_active: bool = False):
         x = to_float(images)
         for i, w in enumerate(self.widths):
             # A bias in front of InstanceNorm is cancelled exactly (its gradient is pure rounding
@@ -34,6 +66,8 @@ class ConvEncoder(nn.Module):
                         name=f"conv{i}")(x)
             if i > 0:
                 x = nn.InstanceNorm(name=f"norm{i}")(x)
+                if self.ft:
+                    x = FeatureTransform(name=f"ft{i}")(x, active=ft_active)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(self.hidden, name="fc")(x)

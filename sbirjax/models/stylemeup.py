@@ -1,0 +1,170 @@
+"""StyleMeUp (Sain et al., CVPR 2021): a style-agnostic cross-modal VAE, meta-trained.
+
+An image (sketch or photo) is encoded into a modality-invariant code z_inv (L2-normalised; used
+for retrieval) and a Gaussian modality/style code z_var; the decoder reconstructs from
+z_f = z_var + z_inv (a sum, as in the official code). Meta-training (sbirjax/meta.py) adapts the
+model on two sketching styles of a photo with feature-wise transformation (FT) layers active and
+a learned element-wise L1 regulariser on the invariant head, then scores the adapted model on a
+held-out style with FT off and no regulariser. The meta-gradient is second order by default, so
+the regulariser and the FT parameters are trained; the official code is first order, which leaves
+both untouched (`config.meta.first_order=True` reproduces that).
+
+Parameter groups (leaf paths): 'reg_P' the regulariser weights, 'encoder/ft<i>/...' the FT layers,
+everything else the model Omega, which is what the inner step updates.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from sbirjax import losses, meta
+from sbirjax.models import registry
+from sbirjax.models.convnet import ConvEncoder, to_float
+
+
+class Decoder(nn.Module):
+    """Dense -> (s, s, widths[0]) -> Dropout -> [ConvT(4, s2) -> InstanceNorm -> ReLU]* -> ConvT -> tanh."""
+
+    image_size: int
+    widths: tuple = (256, 256, 128, 64, 32)
+    dropout: float = 0.5
+
+    @nn.compact
+    def __call__(self, z, *, train: bool):
+        s = self.image_size // 2 ** len(self.widths)
+        x = nn.Dense(s * s * self.widths[0], name="fc")(z).reshape(z.shape[0], s, s, self.widths[0])
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        for i, w in enumerate(self.widths[1:]):
+            x = nn.ConvTranspose(w, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                                 name=f"deconv{i}")(x)
+            x = nn.relu(nn.InstanceNorm(name=f"norm{i}")(x))
+        x = nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME", name="out")(x)
+        return jnp.tanh(x)
+
+
+class StyleMeUp(nn.Module):
+    image_size: int = 64
+    widths: tuple = (32, 64, 128, 256, 256)
+    hidden: int = 512
+    latent: int = 64
+    dropout: float = 0.5
+    ft: bool = True
+
+    def setup(self):
+        self.encoder = ConvEncoder(self.widths, self.hidden, self.dropout, ft=self.ft)
+        self.inv = nn.Dense(self.latent)
+        self.mu = nn.Dense(self.latent)
+        self.logvar = nn.Dense(self.latent)
+        self.decoder = Decoder(self.image_size, tuple(reversed(self.widths)), self.dropout)
+        # Regulariser weights P, shaped like [W_inv; b_inv], U(0, 1) as in the official code.
+        self.reg_P = self.param("reg_P", nn.initializers.uniform(1.0), (self.hidden + 1, self.latent))
+
+    def encode(self, images, *, train: bool, ft_active: bool = False):
+        h = self.encoder(images, train=train, ft_active=ft_active)
+        return losses.l2_normalize(self.inv(h)), self.mu(h), self.logvar(h)
+
+    def decode(self, z, *, train: bool):
+        return self.decoder(z, train=train)
+
+    def __call__(self, images, *, train: bool = False):
+        z_inv, mu, _ = self.encode(images, train=train)
+        return z_inv, self.decode(z_inv + mu, train=train)
+
+
+def regulariser(params):
+    """R(Omega_inv) = sum(P * |[W_inv; b_inv]|)."""
+    w = jnp.concatenate([params["inv"]["kernel"], params["inv"]["bias"][None, :]], axis=0)
+    return jnp.sum(params["reg_P"] * jnp.abs(w))
+
+
+def kl_standard_normal(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)), mean over elements."""
+    return jnp.mean(-0.5 * (1.0 + logvar - mu ** 2 - jnp.exp(logvar)))
+
+
+def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_active, train=True):
+    """All StyleMeUp terms for one task on two of its sketches.
+
+    task: 'sketches' (S, H, W, 3) uint8 (S styles of one photo), 'photo' and 'negative' (H, W, 3).
+    sketch_slots: the two sketch indices used, e.g. (0, 1) for meta-train, (0, 2) for meta-test.
+    """
+    a, b = sketch_slots
+    x = jnp.stack([task["sketches"][a], task["sketches"][b], task["photo"], task["negative"]])
+    r_ft, r_drop, r_eps = jax.random.split(rng, 3)
+    rngs = {"ft": r_ft, "dropout": r_drop}
+    z_inv, mu, logvar = module.apply({"params": params}, x, train=train, ft_active=ft_active,
+                                     method=StyleMeUp.encode, rngs=rngs)
+    z_var = mu + jnp.exp(0.5 * logvar) * jax.random.normal(r_eps, mu.shape, mu.dtype)
+    z_f = z_inv + z_var
+    s1, s2, p, n = 0, 1, 2, 3
+    # Decoder inputs, batched: cross-style (2), sketch->photo (2), photo->sketch (2), self (3).
+    codes = jnp.stack([z_inv[s1] + z_var[s2], z_inv[s2] + z_var[s1],
+                       z_f[s1], z_f[s2], z_f[p], z_f[p], z_f[s1], z_f[s2], z_f[p]])
+    target_idx = jnp.array([s2, s1, p, p, s1, s2, s1, s2, p])
+    recon = module.apply({"params": params}, codes, train=train, method=StyleMeUp.decode,
+                         rngs={"dropout": jax.random.fold_in(r_drop, 1)})
+    target = to_float(x)[target_idx].astype(recon.dtype)
+    err = jnp.mean((recon - target) ** 2, axis=(1, 2, 3))
+    terms = {
+        "kl": kl_standard_normal(mu, logvar),
+        "cross_style": jnp.mean(err[0:2]),
+        "cross_domain": jnp.mean(err[2:6]),
+        "self_recon": jnp.mean(err[6:9]),
+        "triplet_inv": losses.triplet_margin(z_inv[:2], z_inv[p][None], z_inv[n][None], margin),
+        "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin),
+    }
+    total = sum(weights[k] * v for k, v in terms.items())
+    return total, terms
+
+
+def build(model_config) -> StyleMeUp:
+    return StyleMeUp(image_size=model_config.image_size, widths=tuple(model_config.widths),
+                     hidden=model_config.hidden, latent=model_config.embed_dim,
+                     dropout=model_config.dropout, ft=model_config.ft)
+
+
+def init(module, rng, image_shape):
+    return module.init({"params": rng}, jnp.zeros((1, *image_shape), jnp.uint8))["params"]
+
+
+def inner_mask(params):
+    """True on the leaves the inner step adapts (Omega): not the regulariser, not FT layers."""
+    flat = traverse_util.flatten_dict(params, sep="/")
+    return traverse_util.unflatten_dict(
+        {k: not (k == "reg_P" or "/ft" in f"/{k}") for k in flat}, sep="/")
+
+
+def meta_objective(module, params, tasks, rng, config):
+    """The outer (meta-test) loss averaged over tasks, through `config.meta.inner_steps` inner steps."""
+    m, w, margin = config.meta, dict(config.loss.weights), config.loss.margin
+
+    def inner(p, task, key):
+        loss, terms = task_losses(module, p, task, key, w, margin, sketch_slots=(0, 1),
+                                  ft_active=module.ft)
+        if m.regulariser:
+            reg = regulariser(p)
+            loss, terms = loss + reg, dict(terms, reg=reg)
+        return loss, terms
+
+    def outer(p, task, key):
+        return task_losses(module, p, task, key, w, margin, sketch_slots=(0, 2), ft_active=False)
+
+    return meta.maml_loss(params, tasks, rng, inner_loss=inner, outer_loss=outer, lr=m.inner_lr,
+                          steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order)
+
+
+def loss(module, params, batch, rng, config):
+    value, terms = meta_objective(module, params, batch, rng, config)
+    return value, dict(terms, meta_loss=value)
+
+
+def embed(module, params, images, modality):
+    del modality  # one encoder for sketches and photos; retrieval uses z_inv
+    z_inv, _, _ = module.apply({"params": params}, images, train=False, method=StyleMeUp.encode)
+    return z_inv
+
+
+METHOD = registry.register(registry.Method(
+    name="stylemeup", build=build, init=init, loss=loss, embed=embed, train_inputs="meta_task"))

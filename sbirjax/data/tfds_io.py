@@ -6,6 +6,7 @@ built on first use.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import time
 
@@ -13,7 +14,15 @@ import tensorflow_datasets as tfds
 
 from sbirjax.data import synthetic
 
-DATASETS = ("synthetic",)
+# Real datasets: name -> "module:Class" of a builder following tfds_builders/common.py.
+REAL_DATASETS: dict[str, str] = {
+    "shoev2": "tfds_builders.qmul_fg:Shoev2",
+    "chairv2": "tfds_builders.qmul_fg:Chairv2",
+    "sketchy": "tfds_builders.category_sbir:Sketchy",
+    "tuberlin": "tfds_builders.category_sbir:Tuberlin",
+    "quickdraw": "tfds_builders.category_sbir:Quickdraw",
+}
+DATASETS = ("synthetic", *REAL_DATASETS)
 
 
 def data_dir(data_config) -> str:
@@ -31,14 +40,52 @@ def builders(data_config):
             synthetic_sbir.builder(kind, spec, data_dir=data_dir(data_config),
                                    file_format="array_record")
             for kind in ("sketches", "photos"))
+    if name in REAL_DATASETS:
+        # Configs 'sketches' / 'photos', or their '_skipbad' variants (tfds_builders/common.py).
+        suffix = "_skipbad" if data_config.get("skip_bad", False) else ""
+        cls = builder_class(name)
+        return tuple(cls(config=kind + suffix, data_dir=data_dir(data_config),
+                         file_format="array_record") for kind in ("sketches", "photos"))
     raise ValueError(f"config.data.name={name!r} is not a known dataset; known: {DATASETS}")
+
+
+def builder_class(name: str):
+    """The builder class REAL_DATASETS names for `name` ("module:Class")."""
+    module, _, cls = REAL_DATASETS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def check_manual_dir(builder, manual_dir: str | None) -> None:
+    """Fail before any work when a builder that reads a manual download cannot find it.
+
+    Raises DatasetLayoutError naming the folder or file expected, followed by the dataset's
+    download instructions. Builders may define `check_manual_dir(path)` for a closer look.
+    """
+    from tfds_builders.common import DatasetLayoutError
+    instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+    if not instructions:
+        return
+    try:
+        if not manual_dir:
+            raise DatasetLayoutError(
+                "no manual directory given: set --manual_dir (or config.data.manual_dir)")
+        manual_dir = os.path.expanduser(str(manual_dir))
+        if not os.path.isdir(manual_dir):
+            raise DatasetLayoutError(f"manual directory not found: expected {manual_dir}")
+        if hasattr(builder, "check_manual_dir"):
+            builder.check_manual_dir(manual_dir)
+    except DatasetLayoutError as e:
+        raise DatasetLayoutError(f"{builder.name}: cannot build the dataset: {e}\n\n"
+                                 f"How to get {builder.name}:\n{instructions.strip()}") from None
 
 
 def prepare(builder, manual_dir: str | None = None, log=print) -> None:
     """Build the dataset if its files are not there yet."""
     if builder.is_prepared():
         return
+    check_manual_dir(builder, manual_dir)
     start = time.time()
+    tfds.disable_progress_bar()  # its bars flood logs that are not terminals; we print counts
     log(f"building dataset {builder.info.full_name} into {builder.data_dir} ...")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))

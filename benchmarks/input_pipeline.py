@@ -14,7 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import common
-from sbirjax import train
+from sbirjax import models, train
 from sbirjax.data import augment, examples, pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
@@ -25,12 +25,11 @@ _THREADS = flags.DEFINE_list("threads", ["1", "2"], "grain read-thread counts to
 def main(_):
     config = _CONFIG.value
     split, _ = train.load_data(config, log=lambda *_: None)
-    from sbirjax import models
     example_fn = examples.make(models.get(config.method).train_inputs, split, config.data.image,
                                config.data.augment)
     runs = []
     for threads in map(int, _THREADS.value):
-        stream = pipeline.train_stream(split.num_sketches, example_fn,
+        stream = pipeline.train_stream(len(example_fn), example_fn,
                                        local_batch=config.batch_size, seed=threads)
         it = pipeline.iterate(stream, num_threads=threads, prefetch=4)
         next(it)  # start-up
@@ -49,7 +48,7 @@ def main(_):
                  "split": split.name, "image_size": config.data.image.size,
                  "batch_size": config.batch_size, "runs": runs,
                  "sketch_read_and_rasterise_per_s_one_thread": raster_rate,
-                 "example": "triplet (1 sketch + 2 photos)" if config.method == "triplet_sn" else "",
+                 "example": models.get(config.method).train_inputs,
                  "machine": common.machine()})
 
 

@@ -25,9 +25,15 @@ _ITERS = flags.DEFINE_integer("iters", 20, "timed steps")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "untimed steps (the first compiles)")
 
 
-def random_batch(keys, batch, size, seed=0):
+# Per example-builder: name -> number of images (per example) under it.
+BATCH_LAYOUT = {"triplet": {"sketch": 1, "positive": 1, "negative": 1},
+                "meta_task": {"sketches": 3, "photo": 1, "negative": 1}}
+
+
+def random_batch(layout, batch, size, seed=0):
     rng = np.random.default_rng(seed)
-    return {k: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8) for k in keys}
+    return {k: rng.integers(0, 256, (batch, *((n,) if n > 1 else ()), size, size, 3),
+                            dtype=np.uint8) for k, n in layout.items()}
 
 
 def main(_):
@@ -47,8 +53,8 @@ def main(_):
                                      config=config),
                    in_shardings=(st_sh, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
                    out_shardings=(st_sh, sharding.replicated(mesh)), donate_argnums=0)
-    keys = {"triplet": ("sketch", "positive", "negative")}[method.train_inputs]
-    batch = sharding.to_global(random_batch(keys, config.batch_size, size), mesh)
+    layout = BATCH_LAYOUT[method.train_inputs]
+    batch = sharding.to_global(random_batch(layout, config.batch_size, size), mesh)
     holder = {"state": state}
 
     def one():
@@ -56,9 +62,10 @@ def main(_):
         jax.block_until_ready(m["loss"])
 
     t = common.time_calls(one, warmup=_WARMUP.value, iters=_ITERS.value)
-    images = config.batch_size * len(keys)
+    images = config.batch_size * sum(layout.values())
     common.emit({
         "benchmark": "train_step", "method": config.method, "batch_size": config.batch_size,
+        "method_options": {k: v for k, v in config.get("meta", {}).items()},
         "image_size": size, "images_per_step": images,
         "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(abstract))),
         "step_time_s": t, "steps_per_s": 1.0 / t["median_s"],

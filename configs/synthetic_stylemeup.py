@@ -32,7 +32,9 @@ def get_config(arg="full"):
     c.loss.weights = {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
                       "triplet_inv": 1.0, "triplet_f": 1.0}
     c.meta = {"inner_lr": 5e-3, "inner_steps": 1, "first_order": arg == "first_order",
-              "regulariser": arg != "no_reg"}
+              "regulariser": arg != "no_reg",
+              # Tasks run together: 0 = vmap all (accelerators), 1 = one after another (CPU).
+              "task_chunk": 1}
     if arg.startswith("inner"):
         c.meta.inner_steps = int(arg[len("inner"):])
     c.optim.lr = 1e-4

@@ -29,11 +29,16 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
 
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
-              steps: int, mask, first_order: bool):
+              steps: int, mask, first_order: bool, task_chunk: int = 0):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
-    Returns (loss, metrics averaged over tasks; inner metrics are prefixed 'inner/')."""
+    Returns (loss, metrics averaged over tasks; inner metrics are prefixed 'inner/').
+
+    task_chunk: tasks processed together. 0 vmaps all of them; k runs chunks of k in sequence
+    (`lax.map`). After the inner step every task has its own weights, so vmapped convolutions
+    become batched-kernel convolutions: fine on accelerators, very slow on CPU, where 1 is best.
+    """
     n = jax.tree.leaves(tasks)[0].shape[0]
 
     def one(task, key):
@@ -45,5 +50,9 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
             aux = dict(aux, **{f"inner/{k}": v for k, v in inner_aux.items()})
         return loss, aux
 
-    losses, aux = jax.vmap(one)(tasks, jax.random.split(rng, n))
+    keys = jax.random.split(rng, n)
+    if task_chunk and task_chunk < n:
+        losses, aux = jax.lax.map(lambda a: one(*a), (tasks, keys), batch_size=task_chunk)
+    else:
+        losses, aux = jax.vmap(one)(tasks, keys)
     return jnp.mean(losses), jax.tree.map(jnp.mean, aux)

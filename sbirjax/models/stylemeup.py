@@ -152,7 +152,8 @@ def meta_objective(module, params, tasks, rng, config):
         return task_losses(module, p, task, key, w, margin, sketch_slots=(0, 2), ft_active=False)
 
     return meta.maml_loss(params, tasks, rng, inner_loss=inner, outer_loss=outer, lr=m.inner_lr,
-                          steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order)
+                          steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order,
+                          task_chunk=m.get("task_chunk", 0))
 
 
 def loss(module, params, batch, rng, config):

@@ -10,15 +10,13 @@ encodes). Random uint8 inputs: this measures the model, not the input pipeline
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import common
-from sbirjax import models, optim, sharding, state as state_lib, steps
+from sbirjax import models, sharding, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
 _ITERS = flags.DEFINE_integer("iters", 20, "timed steps")
@@ -42,17 +40,9 @@ def main(_):
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices)
     size = config.data.image.size
-    shape = (size, size, 3)
     rng = jax.random.key(0)
-    abstract = jax.eval_shape(lambda r: method.init(module, r, shape), rng)
-    tx = optim.make_optimizer(config.optim, 1000, abstract)
-    init = lambda r: state_lib.create(method.init(module, r, shape), tx)  # noqa: E731
-    st_sh = sharding.state_shardings(jax.eval_shape(init, rng), mesh)
-    state = jax.jit(init, out_shardings=st_sh)(rng)
-    step = jax.jit(functools.partial(steps.train_step, method=method, module=module, tx=tx,
-                                     config=config),
-                   in_shardings=(st_sh, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-                   out_shardings=(st_sh, sharding.replicated(mesh)), donate_argnums=0)
+    fns = train.compile_fns(config, method, module, mesh, 1000, rng)
+    state, step = fns.init(rng), fns.step
     layout = BATCH_LAYOUT[method.train_inputs]
     batch = sharding.to_global(random_batch(layout, config.batch_size, size), mesh)
     holder = {"state": state}
@@ -67,7 +57,7 @@ def main(_):
         "benchmark": "train_step", "method": config.method, "batch_size": config.batch_size,
         "method_options": {k: v for k, v in config.get("meta", {}).items()},
         "image_size": size, "images_per_step": images,
-        "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(abstract))),
+        "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(fns.abstract_state.params))),
         "step_time_s": t, "steps_per_s": 1.0 / t["median_s"],
         "images_per_s": images / t["median_s"], "peak_host_rss_mb": common.peak_host_rss_mb(),
         "machine": common.machine()})

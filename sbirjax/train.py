@@ -6,6 +6,7 @@ non-finite loss stops the run before anything is saved, so the last checkpoint s
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -66,6 +67,39 @@ def load_data(config, log=print):
     return train, evals
 
 
+@dataclasses.dataclass(frozen=True)
+class CompiledFns:
+    abstract_state: object   # TrainState of jax.ShapeDtypeStruct: the restore target
+    state_shardings: object
+    init: object             # rng -> sharded TrainState
+    step: object             # (state, global batch, rng) -> (state, metrics); state donated
+    embed: dict              # modality -> (params, images) -> embeddings
+
+
+def compile_fns(config, method, module, mesh, total_steps: int, init_rng) -> CompiledFns:
+    """The jitted, sharded functions of a run: shared by the loop, the benchmarks and the tests."""
+    image_shape = (config.data.image.size, config.data.image.size, 3)
+    abstract_params = jax.eval_shape(lambda r: method.init(module, r, image_shape), init_rng)
+    tx = optim.make_optimizer(config.optim, total_steps, abstract_params)
+
+    def init_state(rng):
+        return state_lib.create(method.init(module, rng, image_shape), tx)
+
+    abstract_state = jax.eval_shape(init_state, init_rng)
+    state_sh = sharding.state_shardings(abstract_state, mesh)
+    repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    step = jax.jit(
+        _counted("train_step", functools.partial(
+            steps.train_step, method=method, module=module, tx=tx, config=config)),
+        in_shardings=(state_sh, batch_sh, repl), out_shardings=(state_sh, repl), donate_argnums=0)
+    embed = {m: jax.jit(_counted(f"embed_{m}", functools.partial(
+        steps.embed_step, method=method, module=module, modality=m)),
+        in_shardings=(state_sh.params, batch_sh), out_shardings=batch_sh)
+        for m in ("sketch", "photo")}
+    return CompiledFns(abstract_state, state_sh, jax.jit(init_state, out_shardings=state_sh),
+                       step, embed)
+
+
 def train_and_evaluate(config, workdir: str, *, devices=None):
     """Train `config.method` on `config.data`; returns (final state, last eval metrics)."""
     os.makedirs(workdir, exist_ok=True)
@@ -83,34 +117,17 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
                f"{train_split.num_photos} photos; mesh {dict(mesh.shape)} over "
                f"{jax.device_count()} {jax.devices()[0].platform} devices")
 
-    image_shape = (config.data.image.size, config.data.image.size, 3)
-    root = jax.random.key(config.seed)
-    init_rng, step_rng = jax.random.split(root)
-    abstract_params = jax.eval_shape(lambda r: method.init(module, r, image_shape), init_rng)
-    tx = optim.make_optimizer(config.optim, total, abstract_params)
-
-    def init_state(rng):
-        return state_lib.create(method.init(module, rng, image_shape), tx)
-
-    abstract_state = jax.eval_shape(init_state, init_rng)
-    state_sh = sharding.state_shardings(abstract_state, mesh)
-    repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+    fns = compile_fns(config, method, module, mesh, total, init_rng)
+    state_sh, abstract_state, step_fn, embed_fns = (fns.state_shardings, fns.abstract_state,
+                                                    fns.step, fns.embed)
     if start:
         report.log(f"resuming from the checkpoint of step {start} in {ckpt.directory}")
         state = ckpt.restore(abstract_state, state_sh, start)
     else:
-        state = jax.jit(init_state, out_shardings=state_sh)(init_rng)
+        state = fns.init(init_rng)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state.params))
     report.log(f"{n_params:,} parameters")
-
-    step_fn = jax.jit(
-        _counted("train_step", functools.partial(
-            steps.train_step, method=method, module=module, tx=tx, config=config)),
-        in_shardings=(state_sh, batch_sh, repl), out_shardings=(state_sh, repl), donate_argnums=0)
-    embed_fns = {m: jax.jit(_counted(f"embed_{m}", functools.partial(
-        steps.embed_step, method=method, module=module, modality=m)),
-        in_shardings=(state_sh.params, batch_sh), out_shardings=batch_sh)
-        for m in ("sketch", "photo")}
 
     def run_eval(step, params):
         results = {}

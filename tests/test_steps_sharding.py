@@ -1,16 +1,15 @@
 """The jitted train step gives the same result on a 1-device and an 8-device mesh."""
-import functools
-
 import jax
 import numpy as np
 import pytest
 
 from configs import synthetic_triplet
-from sbirjax import models, optim, sharding, state as state_lib, steps
+from sbirjax import models, sharding, train
 
 
 def tiny_config():
     c = synthetic_triplet.get_config()
+    c.data.image.size = 32
     c.model.widths = (4, 8, 8)
     c.model.hidden = 16
     c.model.embed_dim = 8
@@ -21,20 +20,11 @@ def tiny_config():
 def run_steps(mesh, config, batches):
     method = models.get(config.method)
     module = method.build(config.model)
-    shape = batches[0]["sketch"].shape[1:]
-    rng = jax.random.key(0)
-    abstract = jax.eval_shape(lambda r: method.init(module, r, shape), rng)
-    tx = optim.make_optimizer(config.optim, 10, abstract)
-    init = lambda r: state_lib.create(method.init(module, r, shape), tx)  # noqa: E731
-    st_sh = sharding.state_shardings(jax.eval_shape(init, rng), mesh)
-    state = jax.jit(init, out_shardings=st_sh)(rng)
-    step = jax.jit(functools.partial(steps.train_step, method=method, module=module, tx=tx,
-                                     config=config),
-                   in_shardings=(st_sh, sharding.batch_sharding(mesh), sharding.replicated(mesh)),
-                   out_shardings=(st_sh, sharding.replicated(mesh)), donate_argnums=0)
+    fns = train.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
+    state = fns.init(jax.random.key(0))
     losses = []
     for b in batches:
-        state, m = step(state, sharding.to_global(b, mesh), jax.random.key(1))
+        state, m = fns.step(state, sharding.to_global(b, mesh), jax.random.key(1))
         losses.append(float(m["loss"]))
     return losses, jax.device_get(state.params)
 

@@ -13,12 +13,12 @@ The argument picks an ablation (README, "StyleMeUp on the synthetic world"):
   full (default) | no_ft | no_reg | fixed_ft | first_order | inner0 .. inner4
   python -m sbirjax.main --config=configs/synthetic_stylemeup.py:no_ft
 """
-from configs import common
+from sbirjax import defaults
 
 
 def get_config(arg="full"):
     arg = arg or "full"
-    c = common.base()
+    c = defaults.base()
     c.method = "stylemeup"
     c.data.name = "synthetic"
     c.data.image.size = 64

@@ -6,11 +6,11 @@ training users, so the gap between the two is the cost of unseen styles.
 Runs on 2 CPU cores in about 8 minutes (dataset build included):
   python -m sbirjax.main --config=configs/synthetic_triplet.py
 """
-from configs import common
+from sbirjax import defaults
 
 
 def get_config(arg=None):
-    c = common.base()
+    c = defaults.base()
     c.method = "triplet_sn"
     c.data.name = "synthetic"
     c.data.image.size = 64

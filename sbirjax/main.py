@@ -10,6 +10,7 @@ used. A workdir holding a checkpoint is resumed.
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -23,6 +24,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from sbirjax import train  # after flag parsing: keeps --help fast
+    from tfds_builders.common import DatasetLayoutError
 
     # Library INFO logs (orbax, TFDS) drown the progress lines; --verbosity=0 brings them back.
     if not flags.FLAGS["verbosity"].present:
@@ -33,7 +35,11 @@ def main(argv):
     if workdir is None:
         path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
         workdir = os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
-    train.train_and_evaluate(config, workdir)
+    try:
+        train.train_and_evaluate(config, workdir)
+    except DatasetLayoutError as e:  # a user's download, not a bug: no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

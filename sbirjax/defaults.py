@@ -1,4 +1,6 @@
-"""Values shared by the experiment configs. Only assembles values: no logic."""
+"""Values shared by the experiment configs (configs/*.py). Only assembles values: no logic.
+
+It lives in the package so a config file loads from any working directory."""
 import ml_collections
 
 

@@ -29,6 +29,7 @@ def get_config(arg="full"):
     c.checkpoint_every = 250
     c.model.embed_dim = 64     # d
     c.model.ft = arg != "no_ft"
+    c.model.norm_affine = False  # InstanceNorm without scale/bias, as the official code
     c.loss.weights = {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
                       "triplet_inv": 1.0, "triplet_f": 1.0}
     c.meta = {"inner_lr": 5e-3, "inner_steps": 1, "first_order": arg == "first_order",

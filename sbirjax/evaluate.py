@@ -14,15 +14,17 @@ from sbirjax.data import augment
 
 def embed_all(embed_fn, params, make_image, count: int, batch_size: int, mesh) -> np.ndarray:
     """Embed items 0..count-1 (make_image(i) -> uint8 HWC) in padded batches over the mesh."""
-    n_proc, p = jax.process_count(), jax.process_index()
+    batch_sh = sharding.batch_sharding(mesh)
     out = []
     for start in range(0, count, batch_size):
         idx = np.arange(start, min(start + batch_size, count))
         images = np.stack([make_image(int(i)) for i in idx])
         if len(idx) < batch_size:  # pad so every batch has the same shape (one compilation)
             images = np.concatenate([images, np.repeat(images[-1:], batch_size - len(idx), 0)])
-        local = images.reshape(n_proc, -1, *images.shape[1:])[p]
-        emb = embed_fn(params, sharding.to_global(local, mesh))
+        # Every process holds the whole batch; each device takes its own rows, whatever the
+        # order of devices over processes.
+        batch = jax.make_array_from_callback(images.shape, batch_sh, lambda idx: images[idx])
+        emb = embed_fn(params, batch)
         out.append(np.asarray(multihost_utils.process_allgather(emb, tiled=True))[:len(idx)])
     return np.concatenate(out)
 

@@ -17,11 +17,11 @@ import jax.numpy as jnp
 
 
 def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, first_order: bool):
-    """K plain SGD steps on `inner_loss(params) -> (loss, aux)`, updating only leaves where mask
-    is True. Returns (adapted params, aux of the last inner step or None)."""
+    """K plain SGD steps on `inner_loss(params, step_index) -> (loss, aux)`, updating only leaves
+    where mask is True. Returns (adapted params, aux of the last inner step or None)."""
     aux = None
-    for _ in range(steps):
-        grads, aux = jax.grad(inner_loss, has_aux=True)(params)
+    for k in range(steps):
+        grads, aux = jax.grad(inner_loss, has_aux=True)(params, k)
         if first_order:
             grads = jax.lax.stop_gradient(grads)
         params = jax.tree.map(lambda p, g, m: p - lr * g if m else p, params, grads, mask)
@@ -43,8 +43,10 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
 
     def one(task, key):
         k_in, k_out = jax.random.split(key)
-        adapted, inner_aux = sgd_adapt(params, lambda p: inner_loss(p, task, k_in), lr=lr,
-                                       steps=steps, mask=mask, first_order=first_order)
+        # Each inner step draws its own randomness (FT noise, dropout, z_var samples).
+        adapted, inner_aux = sgd_adapt(
+            params, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
+            steps=steps, mask=mask, first_order=first_order)
         loss, aux = outer_loss(adapted, task, k_out)
         if inner_aux is not None:
             aux = dict(aux, **{f"inner/{k}": v for k, v in inner_aux.items()})

@@ -37,15 +37,38 @@ def _counted(name, fn):
 
 
 def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> None:
-    loss = float(values["loss"])
-    if not np.isfinite(loss):
+    # A finite loss with non-finite gradients already poisons the parameters of this step.
+    loss, gnorm = float(values["loss"]), float(values["grad_norm"])
+    if not (np.isfinite(loss) and np.isfinite(gnorm)):
         last = ckpt.latest_step()
         raise FloatingPointError(
-            f"loss is {loss} at step {step}. Training stopped; nothing after step "
+            f"loss is {loss} (gradient norm {gnorm}) at step {step}. Training stopped; nothing after step "
             f"{last if last is not None else 0} was saved"
             + (f" and the last good checkpoint (step {last}) is in {ckpt.directory}."
                if last is not None else ".")
             + " Lower config.optim.lr or check the input data, then run again to resume.")
+
+
+# Values that fix the data stream and the randomness: a resumed run must not change them.
+RESUME_KEYS = ("method", "seed", "batch_size", "data.name", "data.train_sketches",
+               "data.train_photos", "data.image.size")
+
+
+def _check_resume_config(config, workdir: str) -> None:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    for key in RESUME_KEYS:
+        old, new = saved, config
+        for part in key.split("."):
+            old, new = (old or {}).get(part), new.get(part) if new is not None else None
+        if old is not None and old != new:
+            raise ValueError(
+                f"{workdir} holds a run with {key}={old!r}, but the config now says {new!r}. "
+                "Resuming would silently change the data stream; use a new --workdir, or "
+                f"set --config.{key}={old!r} to continue the old run.")
 
 
 def _save_config(config, workdir: str) -> None:
@@ -109,6 +132,8 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
     mesh = sharding.make_mesh(config.mesh.num_devices, devices)
     ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     start = ckpt.latest_step() or 0
+    if start:
+        _check_resume_config(config, workdir)
     report = Reporter(workdir, total, start_step=start)
     _save_config(config, workdir)
 
@@ -123,6 +148,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
                                                     fns.step, fns.embed)
     if start:
         report.log(f"resuming from the checkpoint of step {start} in {ckpt.directory}")
+        report.write(start, "resume", {})  # metrics.jsonl: records after this replace later ones
         state = ckpt.restore(abstract_state, state_sh, start)
     else:
         state = fns.init(init_rng)

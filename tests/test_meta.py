@@ -87,7 +87,7 @@ def test_inner_step_updates_only_the_model():
     with jax.enable_x64(True):
         params, _ = setup()
         mask = stylemeup.inner_mask(params)
-        adapted, _ = meta.sgd_adapt(params, lambda p: (sum(jnp.sum(x) for x in jax.tree.leaves(p)), {}),
+        adapted, _ = meta.sgd_adapt(params, lambda p, k: (sum(jnp.sum(x) for x in jax.tree.leaves(p)), {}),
                                     lr=0.1, steps=1, mask=mask, first_order=False)
         changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), adapted, params)
         flat = traverse_util.flatten_dict(changed, sep="/")

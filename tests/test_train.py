@@ -100,3 +100,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
         train.train_and_evaluate(config, workdir)
     last = checkpoint.Checkpointer(workdir).latest_step()
     assert last is not None and f"step {last + 1}" in str(err.value)
+
+
+def test_resume_refuses_a_changed_data_stream(data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(tiny(data_dir, steps=2), workdir)
+    changed = tiny(data_dir, steps=4)
+    with changed.unlocked():
+        changed.seed = 7
+    with pytest.raises(ValueError, match="seed=0"):
+        train.train_and_evaluate(changed, workdir)
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert not any(r["kind"] == "resume" for r in rows)  # refused before anything was written

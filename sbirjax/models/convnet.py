@@ -55,6 +55,7 @@ class ConvEncoder(nn.Module):
     hidden: int = 512
     dropout: float = 0.5
     ft: bool = False
+    norm_affine: bool = True  # learned scale/bias in InstanceNorm (PyTorch's default has none)
 
     @nn.compact
     def __call__(self, images, *, train: bool, ft_active: bool = False):
@@ -65,7 +66,8 @@ class ConvEncoder(nn.Module):
             x = nn.Conv(w, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=i == 0,
                         name=f"conv{i}")(x)
             if i > 0:
-                x = nn.InstanceNorm(name=f"norm{i}")(x)
+                x = nn.InstanceNorm(use_scale=self.norm_affine, use_bias=self.norm_affine,
+                                    name=f"norm{i}")(x)
                 if self.ft:
                     x = FeatureTransform(name=f"ft{i}")(x, active=ft_active)
             x = nn.leaky_relu(x, 0.2)

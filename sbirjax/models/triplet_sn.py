@@ -20,16 +20,19 @@ class TripletSN(nn.Module):
     hidden: int = 512
     embed_dim: int = 64
     dropout: float = 0.5
+    norm_affine: bool = True
 
     @nn.compact
     def __call__(self, images, *, train: bool = False):
-        h = ConvEncoder(self.widths, self.hidden, self.dropout, name="encoder")(images, train=train)
+        h = ConvEncoder(self.widths, self.hidden, self.dropout, norm_affine=self.norm_affine,
+                        name="encoder")(images, train=train)
         return losses.l2_normalize(nn.Dense(self.embed_dim, name="head")(h))
 
 
 def build(model_config) -> TripletSN:
     return TripletSN(widths=tuple(model_config.widths), hidden=model_config.hidden,
-                     embed_dim=model_config.embed_dim, dropout=model_config.dropout)
+                     embed_dim=model_config.embed_dim, dropout=model_config.dropout,
+                     norm_affine=model_config.get("norm_affine", True))
 
 
 def init(module, rng, image_shape):

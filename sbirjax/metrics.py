@@ -25,7 +25,6 @@ so they depend on how the scores were computed.
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Sequence
 
 import numpy as np

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 
-import jax
 import optax
 from flax import traverse_util
 

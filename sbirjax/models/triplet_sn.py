@@ -7,7 +7,6 @@ photo as negative.
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from sbirjax import losses

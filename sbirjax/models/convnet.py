@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sbirjax.models import patchconv
+
 FT_SOFTPLUS_BETA = 100.0  # Tseng et al.'s sharp softplus
 
 
@@ -50,12 +52,38 @@ class FeatureTransform(nn.Module):
         return gamma * h + beta
 
 
+class DownConv(nn.Module):
+    """Conv(4x4, stride 2, pad 1), the parameters of nn.Conv. impl 'xla': lax convolution;
+    'matmul': patches @ kernel (sbirjax/models/patchconv.py; fast when vmapped over per-task
+    weights)."""
+
+    features: int
+    use_bias: bool = True
+    impl: str = "xla"
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (4, 4, x.shape[-1], self.features))
+        if self.impl == "matmul":
+            y = patchconv.down_conv(x, kernel)
+        elif self.impl == "xla":
+            y = jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (2, 2), ((1, 1), (1, 1)),
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        else:
+            raise ValueError(f"conv impl must be 'xla' or 'matmul', got {self.impl!r}")
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+        return y
+
+
 class ConvEncoder(nn.Module):
     widths: Sequence[int] = (32, 64, 128, 256, 256)
     hidden: int = 512
     dropout: float = 0.5
     ft: bool = False
     norm_affine: bool = True  # learned scale/bias in InstanceNorm (PyTorch's default has none)
+    conv_impl: str = "xla"     # or 'matmul' (see DownConv)
 
     @nn.compact
     def __call__(self, images, *, train: bool, ft_active: bool = False):
@@ -63,8 +91,7 @@ class ConvEncoder(nn.Module):
         for i, w in enumerate(self.widths):
             # A bias in front of InstanceNorm is cancelled exactly (its gradient is pure rounding
             # noise, which Adam would amplify), so only the un-normalised first conv has one.
-            x = nn.Conv(w, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=i == 0,
-                        name=f"conv{i}")(x)
+            x = DownConv(w, use_bias=i == 0, impl=self.conv_impl, name=f"conv{i}")(x)
             if i > 0:
                 x = nn.InstanceNorm(use_scale=self.norm_affine, use_bias=self.norm_affine,
                                     name=f"norm{i}")(x)

@@ -35,6 +35,7 @@ class Decoder(nn.Module):
     widths: tuple = (256, 256, 128, 64, 32)
     dropout: float = 0.5
     norm_affine: bool = False
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, z, *, train: bool):
@@ -42,10 +43,10 @@ class Decoder(nn.Module):
         x = nn.Dense(s * s * self.widths[0], name="fc")(z).reshape(z.shape[0], s, s, self.widths[0])
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         for i, w in enumerate(self.widths[1:]):
-            x = UpConv(w, use_bias=False, name=f"deconv{i}")(x)
+            x = UpConv(w, use_bias=False, impl=self.conv_impl, name=f"deconv{i}")(x)
             x = nn.relu(nn.InstanceNorm(use_scale=self.norm_affine, use_bias=self.norm_affine,
                                         name=f"norm{i}")(x))
-        x = UpConv(3, name="out")(x)
+        x = UpConv(3, impl=self.conv_impl, name="out")(x)
         return jnp.tanh(x)
 
 
@@ -57,15 +58,16 @@ class StyleMeUp(nn.Module):
     dropout: float = 0.5
     ft: bool = True
     norm_affine: bool = False  # the official code's InstanceNorm2d(affine=False)
+    conv_impl: str = "xla"     # 'matmul': convolutions as patches @ kernel (models/patchconv.py)
 
     def setup(self):
         self.encoder = ConvEncoder(self.widths, self.hidden, self.dropout, ft=self.ft,
-                                   norm_affine=self.norm_affine)
+                                   norm_affine=self.norm_affine, conv_impl=self.conv_impl)
         self.inv = nn.Dense(self.latent)
         self.mu = nn.Dense(self.latent)
         self.logvar = nn.Dense(self.latent)
         self.decoder = Decoder(self.image_size, tuple(reversed(self.widths)), self.dropout,
-                               self.norm_affine)
+                               self.norm_affine, self.conv_impl)
         # Regulariser weights P, shaped like [W_inv; b_inv], U(0, 1) as in the official code.
         self.reg_P = self.param("reg_P", nn.initializers.uniform(1.0), (self.hidden + 1, self.latent))
 
@@ -131,7 +133,8 @@ def build(model_config) -> StyleMeUp:
     return StyleMeUp(image_size=model_config.image_size, widths=tuple(model_config.widths),
                      hidden=model_config.hidden, latent=model_config.embed_dim,
                      dropout=model_config.dropout, ft=model_config.ft,
-                     norm_affine=model_config.get("norm_affine", False))
+                     norm_affine=model_config.get("norm_affine", False),
+                     conv_impl=model_config.get("conv_impl", "xla"))
 
 
 def init(module, rng, image_shape):

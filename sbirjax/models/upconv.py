@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sbirjax.models import patchconv
+
 _TAPS = ((3, 1), (2, 0))            # kernel rows used by output phase 0 and 1
 _PADS = (((1, 0)), ((0, 1)))        # input padding (before, after) of phase 0 and 1
 
@@ -38,13 +40,18 @@ def up_conv(x, kernel):
 
 
 class UpConv(nn.Module):
+    """impl 'xla': four lax convolutions; 'matmul': patches @ kernel (sbirjax/models/patchconv.py)."""
+
     features: int
     use_bias: bool = True
+    impl: str = "xla"
 
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
-        y = up_conv(x, kernel)
+        if self.impl not in ("xla", "matmul"):
+            raise ValueError(f"conv impl must be 'xla' or 'matmul', got {self.impl!r}")
+        y = (patchconv.up_conv if self.impl == "matmul" else up_conv)(x, kernel)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y

@@ -25,8 +25,7 @@ _THREADS = flags.DEFINE_list("threads", ["1", "2"], "grain read-thread counts to
 def main(_):
     config = _CONFIG.value
     split, _ = train.load_data(config, log=lambda *_: None)
-    example_fn = examples.make(models.get(config.method).train_inputs, split, config.data.image,
-                               config.data.augment)
+    example_fn = examples.make(models.get(config.method).train_inputs, split, config.data)
     runs = []
     for threads in map(int, _THREADS.value):
         stream = pipeline.train_stream(len(example_fn), example_fn,

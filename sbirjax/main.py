@@ -5,7 +5,17 @@
 
 The config file is an ml_collections file (`get_config(arg)`; `--config=file.py:arg` passes arg).
 Overrides are type-checked and unknown keys fail. Without --workdir, runs/<config file name> is
-used. A workdir holding a checkpoint is resumed.
+used. A workdir holding a checkpoint is resumed. The workdir may be a gs:// path.
+
+Multi-process: on a Cloud TPU VM, under Slurm (srun) or Open MPI (mpirun) the processes find each
+other by themselves: run the same command on every worker. Elsewhere (GPU machines, several
+processes on one machine) give every process the same coordinator and process count and its own id:
+
+  python -m sbirjax.main --config=... --workdir=/shared/run \\
+      --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0   # 1 on the other
+
+Exit status: 0 done; 2 a dataset download is missing or malformed; 143 stopped by SIGTERM after
+saving a checkpoint of the current step (run the same command again to resume).
 """
 from __future__ import annotations
 
@@ -18,13 +28,36 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (checkpoints, logs, plots).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a multi-process run that the "
+    "environment does not describe (TPU VMs, Slurm and Open MPI need none of these three flags).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1.")
+
+EXIT_PREEMPTED = 143  # what a shell reports for a process killed by SIGTERM (128 + 15)
+
+
+def run(config, workdir: str) -> int:
+    """Train and evaluate; the exit status (see the module doc)."""
+    from sbirjax import train
+    from tfds_builders.common import DatasetLayoutError
+    try:
+        train.train_and_evaluate(config, workdir)
+    except DatasetLayoutError as e:  # a user's download, not a bug: no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except train.Preempted as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_PREEMPTED
+    return 0
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from sbirjax import train  # after flag parsing: keeps --help fast
-    from tfds_builders.common import DatasetLayoutError
+    # Before anything asks JAX for devices.
+    from sbirjax import distributed  # after flag parsing: keeps --help fast
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
     # Library INFO logs (orbax, TFDS) drown the progress lines; --verbosity=0 brings them back.
     if not flags.FLAGS["verbosity"].present:
@@ -35,11 +68,7 @@ def main(argv):
     if workdir is None:
         path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
         workdir = os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
-    try:
-        train.train_and_evaluate(config, workdir)
-    except DatasetLayoutError as e:  # a user's download, not a bug: no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(config, workdir)
 
 
 if __name__ == "__main__":

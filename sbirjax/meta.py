@@ -29,7 +29,7 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
 
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
-              steps: int, mask, first_order: bool, task_chunk: int = 0):
+              steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
@@ -37,7 +37,11 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
 
     task_chunk: tasks processed together. 0 vmaps all of them; k runs chunks of k in sequence
     (`lax.map`). After the inner step every task has its own weights, so vmapped convolutions
-    become batched-kernel convolutions: fine on accelerators, very slow on CPU, where 1 is best.
+    become batched-kernel convolutions (unless written as matmuls: models/patchconv.py).
+    remat: recompute each task's forward pass in the backward pass instead of storing it. The
+    outer gradient otherwise keeps every task's activations alive at once, whatever the chunk
+    size (StyleMeUp at 256 px: ~2.6 GB a task); with remat and chunks of k, only k tasks' worth
+    is live, for about one more forward pass of compute.
     """
     n = jax.tree.leaves(tasks)[0].shape[0]
 
@@ -52,6 +56,8 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
             aux = dict(aux, **{f"inner/{k}": v for k, v in inner_aux.items()})
         return loss, aux
 
+    if remat:
+        one = jax.checkpoint(one)
     keys = jax.random.split(rng, n)
     if task_chunk and task_chunk < n:
         losses, aux = jax.lax.map(lambda a: one(*a), (tasks, keys), batch_size=task_chunk)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from etils import epath
 import PIL.Image
 import PIL.ImageDraw
 
@@ -38,8 +39,38 @@ def retrieval_grid(queries, topk_images, correct, ranks, path: str, *, truth_ima
             x = left + (k + 1) * (cell + pad) + 4 * pad
             _paste(canvas, truth_images[r], x, y, cell)
             draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline=BLUE, width=3)
-    canvas.save(path)
+    with epath.Path(path).open("wb") as f:  # a gs:// workdir works too
+        canvas.save(f, format="PNG")
 
 
 def _paste(canvas, image, x, y, cell):
     canvas.paste(PIL.Image.fromarray(np.asarray(image, np.uint8)).resize((cell, cell)), (x, y))
+
+
+def style_consistency(ranks, photo_ids, path, *, title: str = "") -> None:
+    """How much the rank of a photo depends on who sketched it (StyleMeUp's style consistency).
+
+    One column per photo with at least two sketches, sorted by median rank: a dot per sketch at
+    the rank of the true photo, joined by a line from the best to the worst. Short lines = style
+    does not matter; rank_avg and V_avg (mean per-photo rank variance) are in the title."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ranks, photo_ids = np.asarray(ranks, float), np.asarray(photo_ids)
+    groups = [ranks[photo_ids == p] for p in np.unique(photo_ids)]
+    groups = sorted([g for g in groups if len(g) >= 2], key=np.median)
+    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
+    for x, g in enumerate(groups):
+        ax.plot([x, x], [g.min(), g.max()], color=(0.6, 0.6, 0.6), lw=1, zorder=1)
+        ax.scatter(np.full(len(g), x), g, s=7, color=np.array(BLUE) / 255, zorder=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("test photo (sorted by median rank)")
+    ax.set_ylabel("rank of the true photo")
+    v_avg = np.mean([np.var(g) for g in groups]) if groups else float("nan")
+    ax.set_title(f"{title}  rank_avg={ranks.mean():.2f}  V_avg={v_avg:.1f}".strip(), fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    with epath.Path(path).open("wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)

@@ -1,16 +1,62 @@
 """Progress and metrics: a line a person can follow on stdout, JSONL, and TensorBoard events.
 
-Only process 0 writes. TensorBoard files come from tensorboardX (no TensorFlow).
+Only process 0 writes. TensorBoard files come from tensorboardX (no TensorFlow). The workdir may be
+local or on GCS (`gs://...`, which needs gcsfs for etils.epath and google-cloud-storage for
+tensorboardX).
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 import jax
 import numpy as np
+from etils import epath
+
+
+def is_remote(path) -> bool:
+    """True for object-store paths such as gs://bucket/run."""
+    return "://" in str(path)
+
+
+class JsonlLog:
+    """Lines appended to a JSONL file.
+
+    A local file is opened for appending and line-buffered, so a crash loses nothing written. GCS
+    objects cannot be appended to: there the object is rewritten whole (the lines it held when the
+    run started plus this run's) at most every `flush_every_s` seconds and at close, so a run killed
+    without warning loses at most that much of its log (its checkpoints are unaffected).
+    """
+
+    def __init__(self, path, *, flush_every_s: float = 60.0, rewrite: bool | None = None):
+        self.path = epath.Path(path)
+        self.remote = is_remote(path) if rewrite is None else rewrite  # rewrite: tests, locally
+        self.flush_every_s, self.last_flush = flush_every_s, time.time()
+        if self.remote:
+            self._lines = [self.path.read_text()] if self.path.exists() else []
+        else:
+            self._file = open(self.path, "a", buffering=1)
+
+    def write(self, line: str) -> None:
+        if not self.remote:
+            self._file.write(line + "\n")
+            return
+        self._lines.append(line + "\n")
+        if time.time() - self.last_flush >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.remote:
+            self.path.write_text("".join(self._lines))
+            self.last_flush = time.time()
+        else:
+            self._file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if not self.remote:
+            self._file.close()
 
 
 class Reporter:
@@ -20,10 +66,11 @@ class Reporter:
         self.t0, self.last_t, self.last_step = time.time(), time.time(), start_step
         self._jsonl = self._tb = None
         if self.main:
-            os.makedirs(workdir, exist_ok=True)
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+            workdir = epath.Path(workdir)
+            workdir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = JsonlLog(workdir / "metrics.jsonl")
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
     def log(self, msg: str) -> None:
         if self.main:
@@ -34,7 +81,7 @@ class Reporter:
         if not self.main:
             return
         scalars = {k: _py(v) for k, v in values.items()}
-        self._jsonl.write(json.dumps({"step": step, "kind": kind, **scalars}) + "\n")
+        self._jsonl.write(json.dumps({"step": step, "kind": kind, **scalars}))
         for k, v in scalars.items():
             if isinstance(v, (int, float)) and np.isfinite(v):
                 self._tb.add_scalar(f"{kind}/{k}", v, step)

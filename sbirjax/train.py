@@ -3,20 +3,27 @@
 Cadence (log / eval / checkpoint) counts completed steps and always fires on the last one. Metrics
 of step s are fetched after step s+1 is dispatched, so the host never stalls the device; a
 non-finite loss stops the run before anything is saved, so the last checkpoint stays good.
+
+Preemption: a SIGTERM during training (a maintenance event, a spot VM reclaimed, a scheduler's
+cancel) is noticed at the next step boundary. Every process then saves a checkpoint of that step,
+waits until it is written, records {"kind": "preempted"} in metrics.jsonl and raises `Preempted`
+(`python -m sbirjax.main` exits with status 143, as a process killed by SIGTERM would). Running the
+same command again resumes from that checkpoint exactly. See distributed.PreemptionWatch for how
+processes agree on the step.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import json
-import os
-import shutil
 import time
 
 import jax
 import numpy as np
+from etils import epath
 
-from sbirjax import checkpoint, evaluate, models, optim, sharding, state as state_lib, steps
+from sbirjax import (checkpoint, distributed, evaluate, models, optim, plots, sharding,
+                     state as state_lib, steps)
 from sbirjax.data import examples, pipeline, splits, tfds_io
 from sbirjax.reporting import Reporter
 
@@ -50,16 +57,24 @@ def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> Non
 
 
 # Values that fix the data stream and the randomness: a resumed run must not change them.
-RESUME_KEYS = ("method", "seed", "batch_size", "data.name", "data.train_sketches",
+RESUME_KEYS = ("method", "seed", "batch_size", "data.name", "data.pairing", "data.train_sketches",
                "data.train_photos", "data.image.size")
 
 
+class Preempted(Exception):
+    """Training stopped on SIGTERM after saving a checkpoint of `step`; run again to resume."""
+
+    def __init__(self, step: int, directory):
+        super().__init__(f"preempted (SIGTERM): stopped after saving the checkpoint of step {step} "
+                         f"in {directory}; run the same command again to resume")
+        self.step = step
+
+
 def _check_resume_config(config, workdir: str) -> None:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = epath.Path(workdir) / "config.json"
+    if not path.exists():
         return
-    with open(path) as f:
-        saved = json.load(f)
+    saved = json.loads(path.read_text())
     for key in RESUME_KEYS:
         old, new = saved, config
         for part in key.split("."):
@@ -74,15 +89,13 @@ def _check_resume_config(config, workdir: str) -> None:
 def _save_config(config, workdir: str) -> None:
     if jax.process_index() != 0:
         return
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    (epath.Path(workdir) / "config.json").write_text(
+        config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def load_data(config, log=print):
     """Build (if needed) and open the train split and the eval splits the config names."""
-    sketch_builder, photo_builder = tfds_io.builders(config.data)
-    for b in (sketch_builder, photo_builder):
-        tfds_io.prepare(b, config.data.get("manual_dir"), log=log)
+    sketch_builder, photo_builder = tfds_io.prepared_builders(config.data, log=log)
     train = splits.load(sketch_builder, photo_builder, config.data.train_sketches,
                         config.data.train_photos)
     evals = {name: splits.load(sketch_builder, photo_builder, s, p)
@@ -118,18 +131,18 @@ def compile_fns(config, method, module, mesh, total_steps: int, init_rng) -> Com
     embed = {m: jax.jit(_counted(f"embed_{m}", functools.partial(
         steps.embed_step, method=method, module=module, modality=m)),
         in_shardings=(state_sh.params, batch_sh), out_shardings=batch_sh)
-        for m in ("sketch", "photo")}
+        for m in method.embed_modalities}
     return CompiledFns(abstract_state, state_sh, jax.jit(init_state, out_shardings=state_sh),
                        step, embed)
 
 
 def train_and_evaluate(config, workdir: str, *, devices=None):
     """Train `config.method` on `config.data`; returns (final state, last eval metrics)."""
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     total = int(config.total_steps)
     method = models.get(config.method)
     module = method.build(config.model)
-    mesh = sharding.make_mesh(config.mesh.num_devices, devices)
+    mesh = sharding.make_mesh(config.mesh.num_devices, devices, fsdp=config.mesh.get("fsdp", 1))
     ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     start = ckpt.latest_step() or 0
     if start:
@@ -140,7 +153,8 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
     train_split, eval_splits = load_data(config, log=report.log)
     report.log(f"method {method.name}: {train_split.num_sketches} training sketches, "
                f"{train_split.num_photos} photos; mesh {dict(mesh.shape)} over "
-               f"{jax.device_count()} {jax.devices()[0].platform} devices")
+               f"{jax.device_count()} {jax.devices()[0].platform} devices in "
+               f"{jax.process_count()} process(es)")
 
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
     fns = compile_fns(config, method, module, mesh, total, init_rng)
@@ -152,28 +166,47 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
         state = ckpt.restore(abstract_state, state_sh, start)
     else:
         state = fns.init(init_rng)
+        if method.load_pretrained is not None and config.model.get("pretrained"):
+            report.log(f"loading pretrained weights: {config.model.pretrained}")
+            params = method.load_pretrained(jax.device_get(state.params), config.model)
+            state = state.replace(params=jax.device_put(params, state_sh.params))
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state.params))
     report.log(f"{n_params:,} parameters")
+
+    protocol = config.eval.get("protocol", "fine_grained")
+    select = Selection(workdir, config.eval.get("select", ""))
 
     def run_eval(step, params):
         results = {}
         for name, split in eval_splits.items():
             t = time.time()
-            values, extras = evaluate.fine_grained(split, params, embed_fns, config.data,
-                                                   config.eval, mesh)
+            values, extras = evaluate.evaluate_split(split, params, embed_fns, config.data,
+                                                     config.eval, mesh)
             results[name] = values
             report.write(step, name, values)
             shown = " ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float))
             report.log(f"[{step:>6d}/{total}] eval {name}: {shown} ({time.time() - t:.1f}s)")
             if jax.process_index() == 0 and config.eval.grid.num_queries:
-                os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
-                path = os.path.join(workdir, "plots", f"retrieval_{name}_{step:06d}.png")
+                plots_dir = epath.Path(workdir) / "plots"
+                plots_dir.mkdir(parents=True, exist_ok=True)
+                path = plots_dir / f"retrieval_{name}_{step:06d}.png"
                 evaluate.save_grid(split, extras, config.data, path,
                                    num_queries=config.eval.grid.num_queries,
                                    top_k=config.eval.grid.top_k,
                                    title=f"{method.name} step {step} {name}: "
-                                         f"acc@1={values.get('acc@1', float('nan')):.3f}")
-                shutil.copyfile(path, os.path.join(workdir, f"retrieval_{name}.png"))
+                                         f"{evaluate.headline(values, protocol)}")
+                path.copy(epath.Path(workdir) / f"retrieval_{name}.png", overwrite=True)
+                if "ranks" in extras:  # fine-grained: how much the rank depends on the sketcher
+                    photo_of = split.sketch_photo[extras["query_index"]]
+                    evaluate.save_ranks(epath.Path(workdir) / "eval" / f"{name}_ranks.npz",
+                                        extras["ranks"], photo_of,
+                                        split.sketch_user[extras["query_index"]])
+                    sc = plots_dir / f"style_consistency_{name}_{step:06d}.png"
+                    plots.style_consistency(extras["ranks"], photo_of, sc,
+                                            title=f"{method.name} step {step} {name}:")
+                    sc.copy(epath.Path(workdir) / f"style_consistency_{name}.png", overwrite=True)
+        if select.update(step, results):
+            report.log(f"[{step:>6d}/{total}] best {select.key} so far: {select.best['value']:.4g}")
         return results
 
     try:
@@ -193,8 +226,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
 def _loop(config, state, step_fn, step_rng, train_split, method, mesh, ckpt, report, run_eval,
           start, total):
     local_bs = sharding.local_batch_size(config.batch_size, mesh)
-    example_fn = examples.make(method.train_inputs, train_split, config.data.image,
-                               config.data.augment)
+    example_fn = examples.make(method.train_inputs, train_split, config.data)
     stream = pipeline.train_stream(
         len(example_fn), example_fn, local_batch=local_bs, seed=config.seed,
         start_step=start, process_index=jax.process_index(), process_count=jax.process_count())
@@ -203,19 +235,28 @@ def _loop(config, state, step_fn, step_rng, train_split, method, mesh, ckpt, rep
 
     results, pending = {}, None
     report.log(f"training steps {start + 1}..{total}, batch {config.batch_size}")
-    for step in range(start + 1, total + 1):
-        batch = sharding.to_global(next(batches), mesh)
-        state, metrics = step_fn(state, batch, step_rng)
-        if pending is not None:  # fetch the previous step's metrics: the device keeps working
-            _finish(pending, report, ckpt, total, config)
-        pending = (step, metrics)
-        if due(step, config.checkpoint_every, total) or due(step, config.eval_every, total):
-            _finish(pending, report, ckpt, total, config)
-            pending = None
-        if due(step, config.checkpoint_every, total):
-            ckpt.save(step, state)
-        if due(step, config.eval_every, total):
-            results = run_eval(step, state.params)
+    with distributed.PreemptionWatch() as preemption:
+        for step in range(start + 1, total + 1):
+            batch = sharding.to_global(next(batches), mesh)
+            state, metrics = step_fn(state, batch, step_rng)
+            if pending is not None:  # fetch the previous step's metrics: the device keeps working
+                _finish(pending, report, ckpt, total, config)
+            pending = (step, metrics)
+            preempted = step < total and preemption.reached(step)
+            if (preempted or due(step, config.checkpoint_every, total)
+                    or due(step, config.eval_every, total)):
+                _finish(pending, report, ckpt, total, config)
+                pending = None
+            if preempted or due(step, config.checkpoint_every, total):
+                ckpt.save(step, state)
+            if preempted:
+                ckpt.wait()
+                report.write(step, "preempted", {})
+                report.log(f"[{step:>6d}/{total}] SIGTERM: saved the checkpoint of step {step}; "
+                           "stopping (run again to resume)")
+                raise Preempted(step, ckpt.directory)
+            if due(step, config.eval_every, total):
+                results = run_eval(step, state.params)
     report.log(f"done: {total} steps; checkpoints in {ckpt.directory}")
     return state, results
 
@@ -228,8 +269,36 @@ def _finish(pending, report, ckpt, total, config):
         report.progress(step, values)
 
 
+class Selection:
+    """Model selection on one eval metric, `config.eval.select` = '<split>/<metric>' (higher is
+    better), e.g. 'val/map_voc@all' on held-out seen-class data: never select on test classes.
+    The best step and every split's metrics at that step go to <workdir>/selection.json, which a
+    resumed run reads back."""
+
+    def __init__(self, workdir: str, key: str):
+        self.key, self.path = key, epath.Path(workdir) / "selection.json"
+        self.best = json.loads(self.path.read_text()) if key and self.path.exists() else None
+
+    def update(self, step: int, results: dict) -> bool:
+        if not self.key:
+            return False
+        split, _, metric = self.key.partition("/")
+        if split not in results or metric not in results[split]:
+            raise KeyError(f"config.eval.select={self.key!r}: eval split {split!r} has no metric "
+                           f"{metric!r}; it has {sorted(results.get(split, {}))} "
+                           f"(splits: {sorted(results)})")
+        value = float(results[split][metric])
+        if self.best is not None and not value > self.best["value"]:
+            return False
+        self.best = {"select": self.key, "step": step, "value": value,
+                     "results": {k: {m: float(v) for m, v in r.items()} for k, r in results.items()}}
+        if jax.process_index() == 0:
+            self.path.write_text(json.dumps(self.best, indent=2))
+        return True
+
+
 def _write_results(workdir, step, results):
     if jax.process_index() == 0 and results:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump({"step": step, **{k: {m: float(v) for m, v in r.items()}
-                                        for k, r in results.items()}}, f, indent=2)
+        (epath.Path(workdir) / "results.json").write_text(json.dumps(
+            {"step": step, **{k: {m: float(v) for m, v in r.items()} for k, r in results.items()}},
+            indent=2))

@@ -1,17 +1,44 @@
-"""Shared test set-up: a tiny synthetic world and a shrink function for any config."""
+"""Shared test set-up: a tiny synthetic world, miniature real downloads, and a shrink function
+for any config."""
 import os
 
 TINY_WORLD = dict(instances_per_category=3, test_instances_per_category=1, num_users=7,
                   num_test_users=3, train_sketches_per_instance=3, test_sketches_per_instance=3,
                   seen_user_sketches_per_test_instance=3, photo_size=32)
+# A committed tiny CLIP snapshot (32 px images, 16 text positions): tests/fixtures/make_clip_fixture.py
+CLIP_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "clip_tiny")
 
 
-def shrink(config, data_dir: str, *, steps: int = 4):
-    """Same code path, tiny sizes: a few-unit model, 32 px images, a world of 60 photos."""
+def manual_dir(name: str, root: str) -> str:
+    """A miniature download of real dataset `name` in its official layout, written once under
+    `root`. Category datasets get enough sketches per class for the DSH hold-out (50 / 10 queries
+    per class) to leave training sketches."""
+    from tests import fixtures_category, fixtures_qmul
+    path = os.path.join(root, name)
+    if os.path.exists(path):
+        return path
+    if name in ("shoev2", "chairv2"):
+        fixtures_qmul.write(path, {"shoev2": "ShoeV2", "chairv2": "ChairV2"}[name])
+    elif name == "sketchy":
+        fixtures_category.write_sketchy(path, spec=fixtures_category.scaled_spec(name, 6, 55))
+    elif name == "tuberlin":
+        fixtures_category.write_tuberlin(path, spec=fixtures_category.scaled_spec(name, 6, 14))
+    elif name == "quickdraw":
+        fixtures_category.write_quickdraw(path)
+    else:
+        raise KeyError(f"no miniature download for dataset {name!r}")
+    return path
+
+
+def shrink(config, data_dir: str, *, steps: int = 4, manual_root: str | None = None):
+    """Same code path, tiny sizes: a few-unit model, 32 px images, a world of 60 photos (or, for
+    a real dataset, its miniature download written under `manual_root`)."""
     with config.unlocked():
         config.data.data_dir = data_dir
         if config.data.name == "synthetic":
             config.data.synthetic = dict(TINY_WORLD)
+        elif manual_root is not None:
+            config.data.manual_dir = manual_dir(config.data.name, manual_root)
         config.data.image.size = 32
         config.data.num_threads = 1
         config.model.widths = (4, 8, 8)
@@ -25,7 +52,24 @@ def shrink(config, data_dir: str, *, steps: int = 4):
         config.eval.batch_size = 16
         config.eval.grid.num_queries = 2
         config.eval.grid.top_k = 3
+        if config.method == "masbir":
+            shrink_masbir(config)
     return config
+
+
+def shrink_masbir(config):
+    """MA-SBIR: a pretrained config loads the tiny committed snapshot (and its tokenizer, which
+    follows model.pretrained); a from-scratch config gets a CLIP a few units wide."""
+    config.data.text.max_length = 16
+    if config.model.pretrained:
+        config.model.pretrained = CLIP_FIXTURE
+        return
+    config.data.text.vocab_size = 600  # the generated vocabulary; the text tower follows
+    config.model.projection_dim = 8
+    for tower, heads in ((config.model.vision, 2), (config.model.text, 2)):
+        tower.width, tower.layers, tower.heads, tower.mlp_dim = 16, 1, heads, 32
+    config.model.vision.patch_size = 8
+    config.model.text.max_positions = 16
 
 
 def all_config_files():

@@ -15,9 +15,10 @@ from sbirjax import meta
 from sbirjax.models import stylemeup
 
 
-def setup(inner_steps=1, first_order=False, regulariser=True):
+def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", task_chunk=0,
+          remat=False):
     module = stylemeup.StyleMeUp(image_size=8, widths=(2, 3), hidden=4, latent=3, dropout=0.0,
-                                 ft=True)
+                                 ft=True, conv_impl=conv_impl)
     params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
     rng = np.random.default_rng(0)
@@ -27,7 +28,7 @@ def setup(inner_steps=1, first_order=False, regulariser=True):
     tasks = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tasks)
     config = ml_collections.ConfigDict({
         "meta": {"inner_lr": 0.5, "inner_steps": inner_steps, "first_order": first_order,
-                 "regulariser": regulariser},
+                 "regulariser": regulariser, "task_chunk": task_chunk, "remat": remat},
         "loss": {"margin": 0.2, "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
                                             "self_recon": 0.0, "triplet_inv": 1.0,
                                             "triplet_f": 1.0}}})
@@ -93,3 +94,17 @@ def test_inner_step_updates_only_the_model():
         flat = traverse_util.flatten_dict(changed, sep="/")
         assert not flat["reg_P"] and not any(v for k, v in flat.items() if is_ft(k))
         assert flat["inv/kernel"] and flat["decoder/fc/kernel"]
+
+
+def test_matmul_convolutions_chunks_and_remat_give_the_same_meta_gradient():
+    """The fast path (patches @ kernel, tasks vmapped) and the low-memory path (tasks one at a
+    time, recomputed in the backward pass) compute the same function and meta-gradient."""
+    with jax.enable_x64(True):
+        params, f_ref = setup()
+        want_value, want = jax.value_and_grad(f_ref)(params)
+        for kw in ({"conv_impl": "matmul"}, {"conv_impl": "matmul", "task_chunk": 1, "remat": True}):
+            _, f = setup(**kw)
+            value, grads = jax.value_and_grad(f)(params)
+            np.testing.assert_allclose(value, want_value, rtol=1e-10)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-12),
+                         grads, want)

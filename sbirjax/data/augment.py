@@ -26,12 +26,25 @@ def sketch_image(record, image_config) -> np.ndarray:
     return photo_image(record, image_config)
 
 
+def center_square(image: np.ndarray) -> np.ndarray:
+    """The centred square of side min(H, W)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y, x = (h - side) // 2, (w - side) // 2
+    return np.ascontiguousarray(image[y:y + side, x:x + side])
+
+
 def photo_image(record, image_config) -> np.ndarray:
+    """An image record -> uint8 (size, size, 3). With image_config.center_crop the centred square
+    is taken first (CLIP's preprocessing: short side to size, centre crop), else the image is
+    stretched to a square."""
     img = np.asarray(record["image"])
     if img.ndim == 2:
         img = img[:, :, None]
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
+    if image_config.get("center_crop", False):
+        img = center_square(img)
     return resize(img[:, :, :3], image_config.size)
 
 

@@ -1,6 +1,6 @@
 """Training-example builders, one per method family, chosen by `Method.train_inputs`.
 
-Each builder is a callable `(item_index, rng) -> dict of uint8 arrays` used by grain's
+Each builder is a callable `(item_index, rng) -> dict of numpy arrays` used by grain's
 `random_map`, and `len(builder)` is the number of items an epoch runs over (sketches for
 triplets, photos for meta-learning tasks). An example depends only on its position in the stream
 and the seed: resumed and multi-process runs see exactly the examples an uninterrupted
@@ -10,25 +10,56 @@ from __future__ import annotations
 
 import numpy as np
 
-from sbirjax.data import augment
+from sbirjax.data import augment, captions
+
+
+PAIRINGS = ("instance", "category")
 
 
 class TripletExamples:
-    """Anchor sketch, its photo (positive) and a different photo of the split (negative).
+    """Anchor sketch, a positive photo and a negative photo.
 
-    Horizontal flip is applied jointly to the sketch and its photo; crops are independent.
+    pairing 'instance' (fine-grained): the positive is the sketch's own photo, the negative any
+    other photo of the split. pairing 'category' (category-level, e.g. TU-Berlin, which has no
+    sketch-photo pairs): the positive is a random photo of the sketch's class, the negative a
+    random photo of another class. Horizontal flip is applied jointly to the sketch and its
+    positive; crops are independent.
     """
 
-    def __init__(self, split, image_config, augment_config):
-        self.split, self.image, self.aug = split, image_config, augment_config
-        if np.any(split.sketch_photo < 0):
-            bad = int(np.sum(split.sketch_photo < 0))
-            raise ValueError(f"{bad} sketches of split {split.name} have no photo in the photo split")
+    def __init__(self, split, image_config, augment_config, pairing: str = "instance"):
+        self.split, self.image, self.aug, self.pairing = split, image_config, augment_config, pairing
+        if pairing not in PAIRINGS:
+            raise ValueError(f"config.data.pairing={pairing!r}: use one of {PAIRINGS}")
         if split.num_photos < 2:
             raise ValueError(f"split {split.name} needs at least 2 photos for triplets")
+        if pairing == "instance" and np.any(split.sketch_photo < 0):
+            bad = int(np.sum(split.sketch_photo < 0))
+            raise ValueError(f"{bad} sketches of split {split.name} have no photo in the photo "
+                             "split; for category-level training set config.data.pairing='category'")
+        if pairing == "category":
+            self.photos_of = {int(c): np.flatnonzero(split.photo_category == c)
+                              for c in np.unique(split.photo_category)}
+            missing = sorted(set(np.unique(split.sketch_category).tolist()) - set(self.photos_of))
+            if missing:
+                raise ValueError(f"split {split.name}: classes {missing[:5]} have sketches but no "
+                                 "photos, so category-level positives cannot be drawn")
+            if len(self.photos_of) < 2:
+                raise ValueError(f"split {split.name} needs photos of at least 2 classes")
 
     def __len__(self):
         return self.split.num_sketches
+
+    def _positive_negative(self, rng, category: int, pos: int | None):
+        """(positive photo, negative photo) indices for a sketch of `category` / of photo `pos`."""
+        s = self.split
+        if self.pairing == "category":
+            pos = int(rng.choice(self.photos_of[category]))
+            neg = int(rng.integers(0, s.num_photos))
+            while int(s.photo_category[neg]) == category:  # classes are many: this ends quickly
+                neg = int(rng.integers(0, s.num_photos))
+            return pos, neg
+        neg = int(rng.integers(0, s.num_photos - 1))
+        return pos, neg + (neg >= pos)  # uniform over the other photos
 
     def _prepare(self, image, rng, flip):
         if self.aug.crop_scale_min < 1.0:
@@ -38,9 +69,8 @@ class TripletExamples:
     def __call__(self, index, rng: np.random.Generator):
         s = self.split
         index = int(index)
-        pos = int(s.sketch_photo[index])
-        neg = int(rng.integers(0, s.num_photos - 1))
-        neg += neg >= pos  # uniform over the other photos
+        pos, neg = self._positive_negative(rng, int(s.sketch_category[index]),
+                                           int(s.sketch_photo[index]))
         flip = bool(rng.random() < self.aug.flip_prob)
         sketch = augment.sketch_image(s.sketches[index], self.image)
         positive = augment.photo_image(s.photos[pos], self.image)
@@ -57,17 +87,29 @@ class MetaTaskExamples(TripletExamples):
 
     Only photos with at least `styles` sketches by distinct users make tasks (the official code
     keeps photos with sketch indices 1, 2 and 3). A sketch of unknown user (-1) counts as its own
-    style.
+    style. With pairing 'category' a task is a photo, a photo of another class and `styles`
+    sketches of the photo's class (datasets without user ids: every sketch its own style).
     """
 
     styles = 3
 
-    def __init__(self, split, image_config, augment_config):
-        super().__init__(split, image_config, augment_config)
+    def __init__(self, split, image_config, augment_config, pairing: str = "instance"):
+        super().__init__(split, image_config, augment_config, pairing)
         by_photo: dict[int, list[int]] = {}
-        for i, j in enumerate(split.sketch_photo):
-            by_photo.setdefault(int(j), []).append(i)
-        users = np.where(split.sketch_user >= 0, split.sketch_user, -1 - np.arange(split.num_sketches))
+        if pairing == "category":  # every photo of a class shares the sketches of the class
+            by_class: dict[int, list[int]] = {}
+            for i, c in enumerate(split.sketch_category):
+                by_class.setdefault(int(c), []).append(i)
+            for j, c in enumerate(split.photo_category):
+                if int(c) in by_class:
+                    by_photo[j] = by_class[int(c)]
+        else:
+            for i, j in enumerate(split.sketch_photo):
+                by_photo.setdefault(int(j), []).append(i)
+        own = -1 - np.arange(split.num_sketches)  # every sketch its own style
+        # Across photos a sketch index k (Sketchy's user proxy) names no person: own styles.
+        users = own if pairing == "category" else np.where(split.sketch_user >= 0,
+                                                           split.sketch_user, own)
         self.sketches_of = {j: np.asarray(ix) for j, ix in by_photo.items()
                             if len(set(users[ix])) >= self.styles}
         self.task_photos = np.array(sorted(self.sketches_of), np.int64)
@@ -89,8 +131,7 @@ class MetaTaskExamples(TripletExamples):
                 seen.add(self.users[i])
             if len(chosen) == self.styles:
                 break
-        neg = int(rng.integers(0, s.num_photos - 1))
-        neg += neg >= pos
+        _, neg = self._positive_negative(rng, int(s.photo_category[pos]), pos)
         flip = bool(rng.random() < self.aug.flip_prob)
         sketches = [self._prepare(augment.sketch_image(s.sketches[i], self.image), rng, flip)
                     for i in chosen]
@@ -99,10 +140,15 @@ class MetaTaskExamples(TripletExamples):
                 "negative": self._prepare(augment.photo_image(s.photos[neg], self.image), rng, flip)}
 
 
-BUILDERS = {"triplet": TripletExamples, "meta_task": MetaTaskExamples}
+BUILDERS = {"triplet": TripletExamples, "meta_task": MetaTaskExamples,
+            "image_text": captions.ImageTextExamples}
 
 
-def make(kind: str, split, image_config, augment_config):
+def make(kind: str, split, data_config):
+    """The example builder `kind` over `split`, configured by `config.data`: image-text builders
+    take config.data.text, the sketch-photo ones config.data.pairing."""
     if kind not in BUILDERS:
         raise KeyError(f"no example builder {kind!r}; known: {sorted(BUILDERS)}")
-    return BUILDERS[kind](split, image_config, augment_config)
+    last = (data_config.text if kind == "image_text"
+            else data_config.get("pairing", "instance"))
+    return BUILDERS[kind](split, data_config.image, data_config.augment, last)

@@ -50,3 +50,64 @@ def load(sketch_builder, photo_builder, sketch_split: str, photo_split: str) -> 
 
 def _text(x) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
+
+
+class Subset:
+    """Random-access view of `source` at `indices` (view[i] = source[indices[i]])."""
+
+    def __init__(self, source, indices):
+        self.source, self.indices = source, np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.source[int(self.indices[i])]
+
+
+def _per_class_pick(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded `fraction` of each class's items: round(fraction * n) of the
+    n items of a class, at least 1 when fraction > 0, and never all of a class (n - 1 at most)."""
+    picked = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        n = len(members)
+        k = int(np.floor(fraction * n + 0.5))
+        k = min(max(k, 1 if fraction > 0 else 0), n - 1)
+        # One stream per (seed, class): a class's pick does not depend on the other classes.
+        picked.append(np.random.default_rng([seed, int(c)]).permutation(members)[:k])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+
+
+def _restrict(split: RetrievalSplit, name: str, sketch_idx, photo_idx) -> RetrievalSplit:
+    new_photo = np.full(split.num_photos, -1, np.int64)
+    new_photo[photo_idx] = np.arange(len(photo_idx))
+    links = split.sketch_photo[sketch_idx]
+    return RetrievalSplit(
+        name=name, sketches=Subset(split.sketches, sketch_idx), photos=Subset(split.photos, photo_idx),
+        sketch_photo=np.where(links >= 0, new_photo[np.maximum(links, 0)], -1),
+        sketch_category=split.sketch_category[sketch_idx], sketch_user=split.sketch_user[sketch_idx],
+        photo_category=split.photo_category[photo_idx], photo_ids=split.photo_ids[photo_idx],
+        category_names=split.category_names)
+
+
+def holdout(split: RetrievalSplit, fraction: float, seed: int) -> tuple[RetrievalSplit, RetrievalSplit]:
+    """(train, val): a seeded, per-class `fraction` of the split's photos and sketches held out for
+    model selection, so selection never looks at test classes.
+
+    Photos are picked per class. A sketch linked to a photo follows its photo (pairs stay together,
+    so fine-grained protocols work on 'val'); an unlinked sketch (category-level datasets) is
+    picked per class by its own seeded draw. Deterministic in (split, fraction, seed)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+    val_photo = np.zeros(split.num_photos, bool)
+    val_photo[_per_class_pick(split.photo_category, fraction, seed)] = True
+    linked = split.sketch_photo >= 0
+    val_sketch = linked & val_photo[np.maximum(split.sketch_photo, 0)]
+    unlinked = np.flatnonzero(~linked)
+    val_sketch[unlinked[_per_class_pick(split.sketch_category[unlinked], fraction, seed + 1)]] = True
+    parts = []
+    for name, in_val in (("train", False), ("val", True)):
+        parts.append(_restrict(split, f"{split.name}:{name}", np.flatnonzero(val_sketch == in_val),
+                               np.flatnonzero(val_photo == in_val)))
+    return parts[0], parts[1]

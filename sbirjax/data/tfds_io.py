@@ -2,15 +2,20 @@
 
 Datasets are built with `file_format='array_record'` from Python and read with
 `builder.as_data_source(split)`: no TensorFlow anywhere. A dataset that is not yet prepared is
-built on first use.
+built on first use; in a multi-process job by process 0 alone while the others wait
+(`prepared_builders`).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import os
 import time
 
+import jax
 import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 
 from sbirjax.data import synthetic
 
@@ -91,3 +96,38 @@ def prepare(builder, manual_dir: str | None = None, log=print) -> None:
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     counts = {k: v.num_examples for k, v in builder.info.splits.items()}
     log(f"built {builder.info.full_name} in {time.time() - start:.1f}s: {counts}")
+
+
+def prepared_builders(data_config, log=print):
+    """(sketch builder, photo builder) for `config.data`, built first where they are missing.
+
+    Process 0 builds while the other processes wait at a barrier, so a data_dir shared by all
+    (NFS, GCS) is written once; then every process opens fresh builders, which see the files. A
+    process that still finds no dataset has a data_dir on a disk of its own host: it builds its
+    copy, one process of the host at a time (a lock file).
+    """
+    manual_dir = data_config.get("manual_dir")
+    if jax.process_index() == 0:
+        for b in builders(data_config):
+            prepare(b, manual_dir, log=log)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("sbirjax: datasets prepared")
+        if not all(b.is_prepared() for b in builders(data_config)):
+            with _host_lock(data_dir(data_config)):
+                for b in builders(data_config):
+                    prepare(b, manual_dir, log=log)
+    return builders(data_config)
+
+
+@contextlib.contextmanager
+def _host_lock(directory: str):
+    if "://" in directory:  # an object store is shared by every host: process 0 has built it
+        yield
+        return
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".sbirjax-build.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

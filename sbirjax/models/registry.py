@@ -7,8 +7,12 @@ method is a frozen record of pure functions:
   init(module, rng, image_shape) -> params
   loss(module, params, batch, rng, config) -> (scalar loss, dict of scalar metrics)
   embed(module, params, images, modality) -> (B, d) L2-normalised embeddings; modality is
-      'sketch' or 'photo'
+      one of `embed_modalities`
   train_inputs: name of the example builder of the input pipeline (sbirjax/data/examples.py)
+  embed_modalities: 'photo' embeds the gallery; every other entry is a query variant, evaluated
+      separately ('sketch' reported without prefix, others as '<variant>/<metric>')
+  load_pretrained: optional (params, model_config) -> params, applied on the host after a fresh
+      init (not on resume), e.g. to load CLIP weights
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ class Method:
     loss: Callable[..., Any]
     embed: Callable[..., Any]
     train_inputs: str
+    embed_modalities: tuple = ("sketch", "photo")
+    load_pretrained: Callable[..., Any] | None = None
 
 
 def register(method: Method) -> Method:

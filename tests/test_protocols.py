@@ -1,0 +1,125 @@
+"""Category-level training examples, evaluation protocols, model selection and run comparison."""
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from sbirjax import compare, evaluate, metrics
+from sbirjax.data import examples
+from sbirjax.data.splits import RetrievalSplit
+from sbirjax.train import Selection
+
+IMAGE = ml_collections.ConfigDict({"size": 8, "raster": {"canvas": 256, "line_width": 3,
+                                                         "polarity": "black_on_white"}})
+AUGMENT = ml_collections.ConfigDict({"flip_prob": 0.0, "crop_scale_min": 1.0})
+
+
+def _split(sketch_category, photo_category, sketch_photo=None):
+    """A split whose images encode their index (pixel value), so examples can be traced back."""
+    sketch_category, photo_category = np.asarray(sketch_category), np.asarray(photo_category)
+    img = lambda v: {"image": np.full((8, 8, 3), v, np.uint8)}
+    return RetrievalSplit(
+        name="toy", sketches=[img(i) for i in range(len(sketch_category))],
+        photos=[img(100 + j) for j in range(len(photo_category))],
+        sketch_photo=np.full(len(sketch_category), -1) if sketch_photo is None else np.asarray(sketch_photo),
+        sketch_category=sketch_category, sketch_user=np.full(len(sketch_category), -1),
+        photo_category=photo_category, photo_ids=np.array([f"p{j}" for j in range(len(photo_category))]),
+        category_names=("a", "b", "c"))
+
+
+def test_category_triplets_draw_positives_of_the_class_and_negatives_of_others():
+    split = _split([0, 0, 1, 2, 2], [0, 0, 1, 1, 2, 2])
+    ex = examples.TripletExamples(split, IMAGE, AUGMENT, pairing="category")
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        i = int(rng.integers(0, 5))
+        e = ex(i, rng)
+        pos, neg = int(e["positive"][0, 0, 0]) - 100, int(e["negative"][0, 0, 0]) - 100
+        assert split.photo_category[pos] == split.sketch_category[i]
+        assert split.photo_category[neg] != split.sketch_category[i]
+
+
+def test_instance_pairing_refuses_unpaired_sketches_and_names_the_fix():
+    with pytest.raises(ValueError, match="pairing='category'"):
+        examples.TripletExamples(_split([0, 1], [0, 1]), IMAGE, AUGMENT)
+
+
+def test_category_meta_tasks_take_three_sketches_of_the_class():
+    split = _split([0, 0, 0, 1, 1, 1, 1], [0, 1, 1, 2])  # class 2 has no sketches: no task
+    ex = examples.MetaTaskExamples(split, IMAGE, AUGMENT, pairing="category")
+    assert len(ex) == 3
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        e = ex(index, rng)
+        photo = int(e["photo"][0, 0, 0]) - 100
+        sketches = [int(s[0, 0, 0]) for s in e["sketches"]]
+        assert len(set(sketches)) == 3
+        assert all(split.sketch_category[s] == split.photo_category[photo] for s in sketches)
+        assert split.photo_category[int(e["negative"][0, 0, 0]) - 100] != split.photo_category[photo]
+
+
+def test_category_protocol_reports_the_named_metrics_for_every_query_variant():
+    rng = np.random.default_rng(2)
+    split = _split(rng.integers(0, 3, 20), rng.integers(0, 3, 30))
+    q, g = rng.normal(size=(20, 4)), rng.normal(size=(30, 4))
+    cfg = ml_collections.ConfigDict({"ks": (1,), "category_metrics": ("map@all", "p@10"),
+                                     "similarity": "neg_euclidean"})
+    values, extras = evaluate._protocol_metrics("category", split, q, g, cfg)
+    want = metrics.category_retrieval_metrics(q, split.sketch_category, g, split.photo_category,
+                                              metrics=("map@all", "p@10"), similarity="neg_euclidean")
+    assert values["map@all"] == want["map@all"] and values["p@10"] == want["p@10"]
+    assert values["num_queries"] == 20 and extras["relevance"] == "category"
+    assert evaluate.headline(values, "category") == f"map@all={want['map@all']:.3f}"
+
+
+def test_fine_grained_protocols_need_paired_queries():
+    split = _split([0, 1], [0, 1])
+    cfg = ml_collections.ConfigDict({"ks": (1,)})
+    with pytest.raises(ValueError, match="protocol 'category'"):
+        evaluate._protocol_metrics("fine_grained", split, np.eye(2), np.eye(2), cfg)
+
+
+def test_within_class_protocol_counts_only_the_query_class():
+    split = _split([0, 1], [0, 0, 1], sketch_photo=[1, 2])
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    g = np.array([[1.0, 0.0], [0.9, 0.1], [1.0, 0.0]])  # photo 2 (class 1) sits on query 0
+    cfg = ml_collections.ConfigDict({"ks": (1,)})
+    fg, _ = evaluate._protocol_metrics("fine_grained", split, q, g, cfg)
+    within, _ = evaluate._protocol_metrics("fine_grained_within_class", split, q, g, cfg)
+    assert fg["acc@1"] == 0.0      # query 0: photos 0 and 2 are nearer than its photo 1
+    assert within["acc@1"] == 0.5  # within class 0 only photo 0 is nearer; query 1 is first
+
+
+def test_selection_keeps_the_best_step_and_survives_a_restart(tmp_path):
+    sel = Selection(str(tmp_path), "val/map@all")
+    assert sel.update(1, {"val": {"map@all": 0.2}, "test": {"map@all": 0.5}})
+    assert not sel.update(2, {"val": {"map@all": 0.1}, "test": {"map@all": 0.9}})
+    again = Selection(str(tmp_path), "val/map@all")
+    assert again.best["step"] == 1 and again.best["results"]["test"]["map@all"] == 0.5
+    assert again.update(3, {"val": {"map@all": 0.3}, "test": {"map@all": 0.4}})
+    with pytest.raises(KeyError, match="no metric"):
+        Selection(str(tmp_path / "x"), "val/p@5").update(1, {"val": {"map@all": 0.1}})
+    assert not Selection(str(tmp_path / "y"), "").update(1, {})
+
+
+def test_compare_table_and_plot(tmp_path):
+    runs = []
+    for name, acc, spread in (("a", 0.25, 0), ("b", 0.5, 3)):
+        run = tmp_path / name
+        (run / "eval").mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps(
+            {"step": 10, "test": {"acc@1": acc, "acc@10": 0.9, "rank_avg": 3.0, "v_avg": 1.5}}))
+        photos = np.repeat(np.arange(4), 3)
+        ranks = 1 + np.tile([0, spread, 2 * spread], 4)
+        np.savez(run / "eval" / "test_ranks.npz", ranks=ranks, photo=photos, user=np.zeros(12))
+        runs.append(str(run))
+    text = compare.table(runs, "test", ["acc@1", "v_avg", "p@5"])
+    assert "| a | 25.0% | 1.50 | - |" in text and "| b | 50.0% |" in text
+    np.testing.assert_allclose(compare.rank_spread(ranks, photos), np.full(4, np.std([1, 4, 7])))
+    out = str(tmp_path / "cmp.png")
+    compare.plot(runs, "test", out)
+    assert os.path.getsize(out) > 1000
+    with pytest.raises(FileNotFoundError, match="finished sbirjax run"):
+        compare.table([str(tmp_path / "missing")], "test", ["acc@1"])

@@ -58,7 +58,7 @@ def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> Non
 
 # Values that fix the data stream and the randomness: a resumed run must not change them.
 RESUME_KEYS = ("method", "seed", "batch_size", "data.name", "data.pairing", "data.train_sketches",
-               "data.train_photos", "data.image.size")
+               "data.train_photos", "data.holdout_fraction", "data.image.size")
 
 
 class Preempted(Exception):
@@ -100,6 +100,13 @@ def load_data(config, log=print):
                         config.data.train_photos)
     evals = {name: splits.load(sketch_builder, photo_builder, s, p)
              for name, (s, p) in config.eval.splits.items()}
+    fraction = config.data.get("holdout_fraction", 0.0)
+    if fraction:  # model selection data from the training classes, never from test classes
+        if "val" in evals:
+            raise ValueError("config.data.holdout_fraction makes an eval split named 'val'; "
+                             "rename the 'val' entry of config.eval.splits")
+        train, val = splits.holdout(train, fraction, config.seed)
+        evals = {"val": val, **evals}
     return train, evals
 
 

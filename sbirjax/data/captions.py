@@ -64,6 +64,9 @@ class ImageTextExamples:
         self.split, self.image, self.aug = split, image_config, augment_config
         self.ids, self.mask = tokenized_captions(split.category_names, text_config)
         self.text_modality = np.array([text_config.modality[m] for m in MODALITY_NAMES], np.int32)
+        if not np.all((self.text_modality >= 0) & (self.text_modality < 4)):
+            raise ValueError(f"config.data.text.modality {dict(text_config.modality)}: rows of the "
+                             "4-row modality table are 0..3")
         if split.num_sketches + split.num_photos == 0:
             raise ValueError(f"split {split.name} has no images")
 

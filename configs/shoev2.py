@@ -18,21 +18,10 @@ from sbirjax import defaults
 
 
 def get_config(arg="full"):
-    tokens = [t for t in (arg or "full").split(",") if t]
-    method = tokens[0] if tokens else "full"
-    split = "_3sketch" if "3sketch" in tokens[1:] else ""
-    c = defaults.base() if method == "triplet_sn" else defaults.stylemeup(method)
-    c.data.name = "shoev2"
-    c.data.image.size = 256
-    c.data.train_sketches = c.data.train_photos = "train" + split
-    c.eval.splits = {"test": ("test" + split, "test" + split)}
-    c.eval.protocol = "fine_grained"
-    c.eval.ks = (1, 5, 10)
+    c = defaults.stylemeup_fine_grained("shoev2", arg)
     # 200 epochs as the official code: 1,800 train photos / 12 tasks = 150 steps an epoch.
     c.total_steps = 30000
     c.log_every = 100
     c.eval_every = 1500
     c.checkpoint_every = 1500
-    if method == "triplet_sn":
-        c.batch_size = 32
     return c

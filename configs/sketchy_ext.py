@@ -15,23 +15,11 @@ from sbirjax import defaults
 
 
 def get_config(arg="full"):
-    method = arg or "full"
-    c = defaults.base() if method == "triplet_sn" else defaults.stylemeup(method)
-    c.data.name = "sketchy"
-    c.data.image.size = 256
-    c.data.pairing = "category"
-    c.data.train_sketches, c.data.train_photos = "dsh_train", "dsh_gallery"
-    c.eval.splits = {"test": ("dsh_test", "dsh_gallery")}
-    c.eval.protocol = "category"
-    c.eval.category_metrics = ("map@all", "p@200")
-    c.eval.similarity = "neg_euclidean"
-    c.eval.batch_size = 256
+    c = defaults.stylemeup_category_dsh("sketchy", arg)
     # About 40 epochs over the 73,002 photos at 12 tasks a step (the paper gives no count for
     # the category-level runs).
     c.total_steps = 250000
     c.log_every = 200
     c.eval_every = 25000
     c.checkpoint_every = 5000
-    if method == "triplet_sn":
-        c.batch_size = 32
     return c

@@ -96,3 +96,35 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     # Fixed FT: the FT parameters keep their initial values (learning-rate multiplier 0).
     c.optim.groups = (("encoder/ft", 0.0),) if ablation == "fixed_ft" else ()
     return c
+
+
+def stylemeup_fine_grained(dataset: str, arg: str) -> ml_collections.ConfigDict:
+    """QMUL fine-grained values (shoev2, chairv2). arg: 'ablation[,3sketch]' or 'triplet_sn[,3sketch]'
+    (the baseline keeps base()'s batch of 32 triplets); '3sketch' is the official code's filter."""
+    tokens = [t for t in (arg or "full").split(",") if t]
+    method = tokens[0] if tokens else "full"
+    split = "_3sketch" if "3sketch" in tokens[1:] else ""
+    c = base() if method == "triplet_sn" else stylemeup(method)
+    c.data.name = dataset
+    c.data.image.size = 256
+    c.data.train_sketches = c.data.train_photos = "train" + split
+    c.eval.splits = {"test": ("test" + split, "test" + split)}
+    c.eval.protocol = "fine_grained"
+    c.eval.ks = (1, 5, 10)
+    return c
+
+
+def stylemeup_category_dsh(dataset: str, arg: str) -> ml_collections.ConfigDict:
+    """Category-level DSH values (sketchy, tuberlin): mAP@all and P@200, Euclidean distance."""
+    method = arg or "full"
+    c = base() if method == "triplet_sn" else stylemeup(method)
+    c.data.name = dataset
+    c.data.image.size = 256
+    c.data.pairing = "category"
+    c.data.train_sketches, c.data.train_photos = "dsh_train", "dsh_gallery"
+    c.eval.splits = {"test": ("dsh_test", "dsh_gallery")}
+    c.eval.protocol = "category"
+    c.eval.category_metrics = ("map@all", "p@200")
+    c.eval.similarity = "neg_euclidean"
+    c.eval.batch_size = 256
+    return c

@@ -36,3 +36,33 @@ def peak_host_rss_mb() -> float:
 
 def emit(record: dict) -> None:
     print(json.dumps(record, indent=2, sort_keys=True), flush=True)
+
+
+def compile_with_flops(jitted, *args):
+    """(compiled function, FLOPs of one call as XLA's cost analysis counts them: matmuls and
+    elementwise ops; None where the backend does not say). Call the compiled function to time it,
+    so the program is compiled once."""
+    compiled = jitted.lower(*args).compile()
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # older JAX: one dict per device program
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return compiled, (float(flops) if flops and flops > 0 else None)
+
+
+def matmul_peak_gflops(n: int = 4096, iters: int = 5) -> float:
+    """Best float32 (n x n) @ (n x n) rate of this device: the ceiling utilisation is measured
+    against (../performance targets use the same 4096^2 figure)."""
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    mm = jax.jit(lambda x, y: x @ y)
+    t = time_calls(lambda: jax.block_until_ready(mm(a, a)), warmup=1, iters=iters)
+    return 2.0 * n ** 3 / t["min_s"] / 1e9
+
+
+def utilisation(flops: float | None, seconds: float, peak_gflops: float) -> dict:
+    if flops is None:
+        return {"flops": None}
+    achieved = flops / seconds / 1e9
+    return {"flops": flops, "achieved_gflops": achieved,
+            "fraction_of_matmul_peak": achieved / peak_gflops}

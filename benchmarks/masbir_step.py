@@ -59,8 +59,10 @@ def main(_):
     holder = {"state": fns.init(rng)}
     batch = sharding.to_global(random_batch(c), mesh)
 
+    step_fn, train_flops = common.compile_with_flops(fns.step, holder["state"], batch, rng)
+
     def step():
-        holder["state"], m = fns.step(holder["state"], batch, rng)
+        holder["state"], m = step_fn(holder["state"], batch, rng)
         jax.block_until_ready(m["loss"])
 
     t_train = common.time_calls(step, warmup=_WARMUP.value, iters=_ITERS.value)
@@ -70,10 +72,13 @@ def main(_):
     images = sharding.to_global({"image": images}, mesh)["image"]
     params = holder["state"].params
 
+    embed_fn, embed_flops = common.compile_with_flops(fns.embed["photo"], params, images)
+
     def embed():
-        jax.block_until_ready(fns.embed["photo"](params, images))
+        jax.block_until_ready(embed_fn(params, images))
 
     t_embed = common.time_calls(embed, warmup=_WARMUP.value, iters=_ITERS.value)
+    peak = common.matmul_peak_gflops()
     common.emit({
         "benchmark": "masbir_step", "model": "CLIP ViT-B/32 shapes, random weights",
         "dtype": c.model.dtype, "clip_groups": _CLIP.value, "image_size": size,
@@ -81,9 +86,12 @@ def main(_):
         "params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(fns.abstract_state.params))),
         "train": {"batch_size": c.batch_size, "step_time_s": t_train,
                   "steps_per_s": 1.0 / t_train["median_s"],
-                  "images_per_s": c.batch_size / t_train["median_s"]},
+                  "images_per_s": c.batch_size / t_train["median_s"],
+                  **common.utilisation(train_flops, t_train["median_s"], peak)},
         "embed": {"batch_size": _EMBED_BATCH.value, "call_time_s": t_embed,
-                  "images_per_s": _EMBED_BATCH.value / t_embed["median_s"]},
+                  "images_per_s": _EMBED_BATCH.value / t_embed["median_s"],
+                  **common.utilisation(embed_flops, t_embed["median_s"], peak)},
+        "matmul_peak_gflops": peak,
         "peak_host_rss_mb": common.peak_host_rss_mb(), "machine": common.machine()})
 
 

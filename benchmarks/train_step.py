@@ -50,7 +50,7 @@ def main(_):
     layout = BATCH_LAYOUT[method.train_inputs]
     batch = sharding.to_global(random_batch(layout, config.batch_size, size), mesh)
     holder = {"state": state}
-    compiled = fns.step.lower(state, batch, rng).compile()
+    compiled, flops = common.compile_with_flops(fns.step, state, batch, rng)
     mem = compiled.memory_analysis()  # XLA's own accounting of the step's buffers
 
     def one():
@@ -59,7 +59,9 @@ def main(_):
 
     t = common.time_calls(one, warmup=_WARMUP.value, iters=_ITERS.value)
     images = config.batch_size * sum(layout.values())
-    extra = {}
+    peak = common.matmul_peak_gflops()
+    extra = {"utilisation": {**common.utilisation(flops, t["median_s"], peak),
+                             "matmul_peak_gflops": peak}}
     if method.train_inputs == "meta_task":
         extra["tasks_per_s"] = config.batch_size / t["median_s"]
     if mem is not None:

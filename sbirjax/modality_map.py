@@ -5,7 +5,8 @@ vectors, as t-SNE maps and as neighbourhood figures.
   python -m sbirjax.modality_map --config=configs/synthetic_masbir.py --workdir=runs/synthetic_masbir
                                  [--split=zs] [--per_class=40] [--step=N] [--perplexity=30]
 
-The config (with the same overrides as the run) rebuilds the model; the checkpoint comes from the
+The config (with the same overrides as the run) rebuilds the model (sbirjax/run_state.py); the
+checkpoint comes from the
 workdir: --step, else the step in selection.json when its checkpoint is kept, else the latest; a
 run without checkpoints (the `:frozen` row) is re-initialised as that run was. Points: up to
 --per_class sketches and photos of each class of the eval split (seeded pick) and each class's two
@@ -32,13 +33,7 @@ from ml_collections import config_flags
 
 from sbirjax import tsne
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "the run's config file", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "the run's workdir")
-_SPLIT = flags.DEFINE_string("split", "", "eval split (config.eval.splits); default: the first "
-                             "'zs' if there is one, else the first one after 'val'")
-_PER_CLASS = flags.DEFINE_integer("per_class", 40, "sketches and photos drawn per class")
-_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: selected, else latest)")
-_PERPLEXITY = flags.DEFINE_float("perplexity", 30.0, "t-SNE perplexity")
+FLAGS = flags.FLAGS
 K = 10
 MARKERS = {"photo": "o", "sketch": "^", "photo caption": "*", "sketch caption": "P"}
 
@@ -127,51 +122,11 @@ def plot(maps: dict, modality, label, class_names, path: str, *, title: str = ""
     plt.close(fig)
 
 
-def _restore_params(config, workdir, step, log):
-    import jax
-    from sbirjax import checkpoint, models, sharding, train
-
-    method = models.get(config.method)
-    if method.name != "masbir":
-        raise ValueError(f"{workdir}: config.method is {config.method!r}; the modality map is for "
-                         "MA-SBIR runs (configs/*masbir*.py)")
-    module = method.build(config.model)
-    mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.get("fsdp", 1))
-    init_rng, _ = jax.random.split(jax.random.key(config.seed))
-    fns = train.compile_fns(config, method, module, mesh, max(int(config.total_steps), 1), init_rng)
-    ckpt = checkpoint.Checkpointer(workdir)
-    try:
-        kept = ckpt.manager.all_steps()
-        if step is None:
-            selected = os.path.join(workdir, "selection.json")
-            if os.path.exists(selected):
-                with open(selected) as f:
-                    step = json.load(f)["step"]
-                if step not in kept:
-                    log(f"selected step {step} has no checkpoint kept; using the latest")
-                    step = None
-            step = step if step is not None else ckpt.latest_step()
-        elif step not in kept:
-            raise ValueError(f"no checkpoint of step {step} in {ckpt.directory}; kept: {kept}")
-        if step is None:
-            log(f"no checkpoint in {ckpt.directory}: initialising as the run did (step 0)")
-            state = fns.init(init_rng)
-            if method.load_pretrained is not None and config.model.get("pretrained"):
-                params = method.load_pretrained(jax.device_get(state.params), config.model)
-                state = state.replace(params=params)
-            step = 0
-        else:
-            state = ckpt.restore(fns.abstract_state, fns.state_shardings, step)
-    finally:
-        ckpt.close()
-    return module, jax.device_get(state.params), step
-
-
 def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexity=30.0,
             log=print) -> dict:
     """Embed, measure, map and plot; returns what goes into the JSON file."""
     import jax
-    from sbirjax import train
+    from sbirjax import run_state, train
     from sbirjax.data import augment, captions
     from sbirjax.models import clip_weights, masbir
 
@@ -181,7 +136,10 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     if split_name not in evals:
         raise ValueError(f"--split={split_name!r}: the config's eval splits are {sorted(evals)}")
     split = evals[split_name]
-    module, params, step = _restore_params(config, workdir, step, log)
+    method, module, params, step = run_state.restore_params(config, workdir, step, log=log)
+    if method.name != "masbir":
+        raise ValueError(f"{workdir}: config.method is {config.method!r}; the modality map is for "
+                         "MA-SBIR runs (configs/*masbir*.py)")
 
     sk = pick(split.sketch_category, per_class, config.seed)
     ph = pick(split.photo_category, per_class, config.seed + 1)
@@ -243,19 +201,31 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     return result
 
 
+def define_flags():
+    """Command-line flags, defined only when run as a command (importing defines none)."""
+    config_flags.DEFINE_config_file("config", None, "the run's config file", lock_config=True)
+    flags.DEFINE_string("workdir", None, "the run's workdir")
+    flags.DEFINE_string("split", "", "eval split (config.eval.splits); default: the first "
+                                 "'zs' if there is one, else the first one after 'val'")
+    flags.DEFINE_integer("per_class", 40, "sketches and photos drawn per class")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: selected, else latest)")
+    flags.DEFINE_float("perplexity", 30.0, "t-SNE perplexity")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:  # orbax's INFO lines drown the figures
+    if not FLAGS["verbosity"].present:  # orbax's INFO lines drown the figures
         from absl import logging
         logging.set_verbosity(logging.WARNING)
-    if not os.path.isdir(_WORKDIR.value):
-        raise app.UsageError(f"--workdir={_WORKDIR.value} is not a directory: give a finished "
+    if not os.path.isdir(FLAGS.workdir):
+        raise app.UsageError(f"--workdir={FLAGS.workdir} is not a directory: give a finished "
                              "run's workdir (python -m sbirjax.main --config=... --workdir=...)")
-    compute(_CONFIG.value, _WORKDIR.value, split_name=_SPLIT.value, per_class=_PER_CLASS.value,
-            step=_STEP.value, perplexity=_PERPLEXITY.value)
+    compute(FLAGS.config, FLAGS.workdir, split_name=FLAGS.split, per_class=FLAGS.per_class,
+            step=FLAGS.step, perplexity=FLAGS.perplexity)
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

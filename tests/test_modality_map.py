@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from sbirjax import modality_map, train
+from sbirjax import modality_map, param_drift, run_state, train
 from tests import helpers
 
 
@@ -67,3 +67,8 @@ def test_command_on_a_tiny_trained_run(tmp_path):
         modality_map.compute(config, workdir, split_name="nope")
     with pytest.raises(ValueError, match="no checkpoint of step 1"):
         modality_map.compute(config, workdir, step=1)
+    # The same run, seen by the drift tool: trained groups moved, the fixed logit scale did not.
+    _, _, params, step, initial = run_state.restore_params(config, workdir, with_initial=True)
+    groups = param_drift.drift(initial, params, depth=2)
+    assert step == 2 and groups["clip/vision_model"]["change_norm"] > 0
+    assert groups["clip/logit_scale"]["change_norm"] == 0.0

@@ -1,0 +1,57 @@
+"""The parameters of a finished (or running) run, for tools that inspect it after training.
+
+The config (the run's file with the run's overrides) rebuilds the model; the checkpoint comes from
+the workdir: `step`, else the step in selection.json when its checkpoint is kept, else the latest.
+A run without checkpoints (0 training steps, e.g. a `:frozen` row) is initialised as that run was.
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+from etils import epath
+
+from sbirjax import checkpoint, models, sharding, train
+
+
+def initial_params(config, fns, init_rng, method):
+    """The parameters the run started from (its seed; pretrained weights loaded)."""
+    state = fns.init(init_rng)
+    params = jax.device_get(state.params)
+    if method.load_pretrained is not None and config.model.get("pretrained"):
+        params = method.load_pretrained(params, config.model)
+    return params
+
+
+def restore_params(config, workdir: str, step: int | None = None, *, log=print,
+                   with_initial: bool = False):
+    """(method, module, params as host arrays, step[, initial params])."""
+    method = models.get(config.method)
+    module = method.build(config.model)
+    mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.get("fsdp", 1))
+    init_rng, _ = jax.random.split(jax.random.key(config.seed))  # as train_and_evaluate
+    fns = train.compile_fns(config, method, module, mesh, max(int(config.total_steps), 1), init_rng)
+    ckpt = checkpoint.Checkpointer(workdir)
+    try:
+        kept = list(ckpt.manager.all_steps())
+        if step is not None and step not in kept:
+            raise ValueError(f"no checkpoint of step {step} in {ckpt.directory}; kept: {kept}")
+        if step is None:
+            selected = epath.Path(workdir) / "selection.json"
+            if selected.exists():
+                step = json.loads(selected.read_text())["step"]
+                if step not in kept:
+                    log(f"selected step {step} has no checkpoint kept; using the latest")
+                    step = None
+            step = step if step is not None else ckpt.latest_step()
+        if step is None:
+            log(f"no checkpoint in {ckpt.directory}: initialising as the run did (step 0)")
+            params, step = initial_params(config, fns, init_rng, method), 0
+        else:
+            state = ckpt.restore(fns.abstract_state, fns.state_shardings, step)
+            params = jax.device_get(state.params)
+    finally:
+        ckpt.close()
+    if with_initial:
+        return method, module, params, step, initial_params(config, fns, init_rng, method)
+    return method, module, params, step

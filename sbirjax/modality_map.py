@@ -5,10 +5,10 @@ vectors, as t-SNE maps and as neighbourhood figures.
   python -m sbirjax.modality_map --config=configs/synthetic_masbir.py --workdir=runs/synthetic_masbir
                                  [--split=zs] [--per_class=40] [--step=N] [--perplexity=30]
 
-The config (with the same overrides as the run) rebuilds the model (sbirjax/run_state.py); the
-checkpoint comes from the
-workdir: --step, else the step in selection.json when its checkpoint is kept, else the latest; a
-run without checkpoints (the `:frozen` row) is re-initialised as that run was. Points: up to
+The config (with the same overrides as the run) rebuilds the model and the checkpoint comes from
+the workdir (sbirjax/run_state.py): --step, else the step in selection.json when its checkpoint is
+kept, else the latest; a run without checkpoints (the `:frozen` row) is re-initialised as that run
+was. Points: up to
 --per_class sketches and photos of each class of the eval split (seeded pick) and each class's two
 captions (its sketch template and its photo template, tokenised with the training vocabulary).
 

@@ -59,6 +59,32 @@ class JsonlLog:
             self._file.close()
 
 
+def drop_records_after(path, step: int) -> int:
+    """Remove the records of steps after `step` from a JSONL metrics file (a resumed run writes
+    them again), and a last line cut short by a crash; returns how many lines were dropped."""
+    path = epath.Path(path)
+    if not path.exists():
+        return 0
+    lines = path.read_text().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if int(record.get("step", 0)) <= step:
+            keep.append(line)
+    if len(keep) != len(lines):
+        text = "".join(line + "\n" for line in keep)
+        if is_remote(path):
+            path.write_text(text)
+        else:  # write-then-rename: a crash now cannot leave a half-written log
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+    return len(lines) - len(keep)
+
+
 class Reporter:
     def __init__(self, workdir: str, total_steps: int, *, start_step: int = 0):
         self.main = jax.process_index() == 0
@@ -68,6 +94,8 @@ class Reporter:
         if self.main:
             workdir = epath.Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
+            if start_step:  # the steps after the checkpoint run again: their old records go
+                drop_records_after(workdir / "metrics.jsonl", start_step)
             self._jsonl = JsonlLog(workdir / "metrics.jsonl")
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(str(workdir / "tensorboard"))

@@ -169,7 +169,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
                                                     fns.step, fns.embed)
     if start:
         report.log(f"resuming from the checkpoint of step {start} in {ckpt.directory}")
-        report.write(start, "resume", {})  # metrics.jsonl: records after this replace later ones
+        report.write(start, "resume", {})  # records after `start` were dropped: they run again
         state = ckpt.restore(abstract_state, state_sh, start)
     else:
         state = fns.init(init_rng)

@@ -100,9 +100,18 @@ def test_crash_then_resume_equals_uninterrupted_run(data_dir, tmp_path, monkeypa
         train.train_and_evaluate(tiny(data_dir, steps), workdir)
     monkeypatch.setattr(pipeline, "iterate", real_iterate)
     assert checkpoint.Checkpointer(workdir).latest_step() == 2  # saved every 2 steps
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 3, "kind": "tra')  # a line cut short by the crash
     resumed, _ = train.train_and_evaluate(tiny(data_dir, steps), workdir)
     assert int(resumed.step) == steps
     assert_trees_equal(params_of(ref), params_of(resumed))
+    # metrics.jsonl: each step once (the re-run steps replace the old records), a resume marker.
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == list(range(1, steps + 1))
+    assert [r["step"] for r in rows if r["kind"] == "resume"] == [2]
+    ref_rows = [json.loads(line) for line in open(os.path.join(tmp_path, "ref", "metrics.jsonl"))]
+    assert ([r["loss"] for r in rows if r["kind"] == "train"]
+            == pytest.approx([r["loss"] for r in ref_rows if r["kind"] == "train"]))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):

@@ -101,6 +101,9 @@ def test_three_sketch_splits(built, name):
             assert np.all(loaded.sketch_photo >= 0)
             assert np.all(loaded.photo_ids[loaded.sketch_photo] == [
                 text(r["photo_id"]) for r in records(sketch_b, s)])
+    # Metadata is read without decoding images; the split's own sources still decode them.
+    assert isinstance(splits._metadata_source(photo_b, "train")[0]["image"], bytes)
+    assert loaded.photos[0]["image"].ndim == 3
 
 
 def test_chair_ids_with_underscores_and_crowd_worker_suffix(built):

@@ -4,7 +4,7 @@ Defaults follow the paper where it and the official code disagree (sbirjax/defau
 `stylemeup`: FT layers, second-order meta-gradient, d = 64); the rest follows the official code.
 
 The argument picks an ablation (README, "StyleMeUp on the synthetic world"):
-  full (default) | no_ft | no_reg | fixed_ft | first_order | inner0 .. inner4
+  full (default) | no_ft | no_reg | fixed_ft | first_order | model_first_order | inner0 .. inner4
   python -m sbirjax.main --config=configs/synthetic_stylemeup.py:no_ft
 """
 from sbirjax import defaults

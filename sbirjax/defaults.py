@@ -56,7 +56,7 @@ def base() -> ml_collections.ConfigDict:
     return c
 
 
-STYLEMEUP_ABLATIONS = ("full", "no_ft", "no_reg", "fixed_ft", "first_order",
+STYLEMEUP_ABLATIONS = ("full", "no_ft", "no_reg", "fixed_ft", "first_order", "model_first_order",
                        "inner0", "inner1", "inner2", "inner3", "inner4")
 
 
@@ -85,6 +85,8 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
                       "triplet_inv": 1.0, "triplet_f": 1.0}
     c.meta = ml_collections.ConfigDict({
         "inner_lr": 5e-3, "inner_steps": 1, "first_order": ablation == "first_order",
+        # First order for the model, second order for the regulariser and FT layers (meta.py).
+        "model_first_order": ablation == "model_first_order",
         "regulariser": ablation != "no_reg",
         # Tasks run together: 0 = vmap all of them; k = chunks of k in sequence. Memory falls
         # only with remat (recompute each task's forward in the backward pass): at 256 px all 12

@@ -7,6 +7,14 @@ Differentiating `meta_loss` is second-order MAML: the gradient flows through the
 so parameters that appear only in the inner loss (a regulariser, feature-wise transformation
 layers) still receive a meta-gradient. `first_order=True` stops the gradient at the inner gradient
 (FOMAML): parameters that appear only in the inner loss then get exactly zero.
+
+`model_first_order=True` is the split between the two: the gradient through the inner gradient is
+stopped for the ADAPTED leaves only (the model), so they get the first-order meta-gradient while
+the leaves that only shape the inner loss (regulariser, FT layers) keep their exact second-order
+one (for one inner step; for K steps, the part of it that flows through later steps' model
+dependence is dropped). Why: with full second order the model can learn to be adaptable instead
+of good, e.g. to rely on the inner step to separate a task's photos, which no test-time query
+gets (README, "StyleMeUp on the synthetic world").
 """
 from __future__ import annotations
 
@@ -16,12 +24,16 @@ import jax
 import jax.numpy as jnp
 
 
-def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, first_order: bool):
+def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, first_order: bool,
+              model_first_order: bool = False):
     """K plain SGD steps on `inner_loss(params, step_index) -> (loss, aux)`, updating only leaves
     where mask is True. Returns (adapted params, aux of the last inner step or None)."""
     aux = None
     for k in range(steps):
-        grads, aux = jax.grad(inner_loss, has_aux=True)(params, k)
+        at = params
+        if model_first_order:  # the inner gradient sees the model as a constant, the rest not
+            at = jax.tree.map(lambda p, m: jax.lax.stop_gradient(p) if m else p, params, mask)
+        grads, aux = jax.grad(inner_loss, has_aux=True)(at, k)
         if first_order:
             grads = jax.lax.stop_gradient(grads)
         params = jax.tree.map(lambda p, g, m: p - lr * g if m else p, params, grads, mask)
@@ -29,7 +41,8 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
 
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
-              steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False):
+              steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False,
+              model_first_order: bool = False):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
@@ -50,7 +63,7 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
         # Each inner step draws its own randomness (FT noise, dropout, z_var samples).
         adapted, inner_aux = sgd_adapt(
             params, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
-            steps=steps, mask=mask, first_order=first_order)
+            steps=steps, mask=mask, first_order=first_order, model_first_order=model_first_order)
         loss, aux = outer_loss(adapted, task, k_out)
         if inner_aux is not None:
             aux = dict(aux, **{f"inner/{k}": v for k, v in inner_aux.items()})

@@ -16,7 +16,7 @@ from sbirjax.models import stylemeup
 
 
 def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", task_chunk=0,
-          remat=False):
+          remat=False, model_first_order=False):
     module = stylemeup.StyleMeUp(image_size=8, widths=(2, 3), hidden=4, latent=3, dropout=0.0,
                                  ft=True, conv_impl=conv_impl)
     params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
@@ -28,7 +28,8 @@ def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", t
     tasks = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tasks)
     config = ml_collections.ConfigDict({
         "meta": {"inner_lr": 0.5, "inner_steps": inner_steps, "first_order": first_order,
-                 "regulariser": regulariser, "task_chunk": task_chunk, "remat": remat},
+                 "regulariser": regulariser, "task_chunk": task_chunk, "remat": remat,
+                 "model_first_order": model_first_order},
         "loss": {"margin": 0.2, "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
                                             "self_recon": 0.0, "triplet_inv": 1.0,
                                             "triplet_f": 1.0}}})
@@ -82,6 +83,26 @@ def test_first_order_gives_zero_exactly_where_the_math_says():
         # ...while the model itself still learns.
         model = leaves(grads, lambda k: k != "reg_P" and not is_ft(k))
         assert all(np.abs(np.asarray(g)).max() > 0 for k, g in model.items() if "kernel" in k)
+
+
+def test_model_first_order_is_first_order_for_the_model_and_exact_for_the_rest():
+    """One inner step: the model's meta-gradient equals FOMAML's, the regulariser's and the FT
+    layers' equal full second order's (so they still match finite differences)."""
+    with jax.enable_x64(True):
+        params, f_second = setup()
+        _, f_first = setup(first_order=True)
+        _, f_split = setup(model_first_order=True)
+        second, first, split = (jax.grad(f)(params) for f in (f_second, f_first, f_split))
+        meta_leaf = lambda k: k == "reg_P" or is_ft(k)
+        for path, g in leaves(split, meta_leaf).items():
+            np.testing.assert_allclose(g, leaves(second, meta_leaf)[path], rtol=1e-10, atol=1e-14)
+            assert np.abs(np.asarray(g)).max() > 0, path
+        model_leaf = lambda k: not meta_leaf(k)
+        differs = False
+        for path, g in leaves(split, model_leaf).items():
+            np.testing.assert_allclose(g, leaves(first, model_leaf)[path], rtol=1e-10, atol=1e-14)
+            differs |= not np.allclose(g, leaves(second, model_leaf)[path], rtol=1e-6)
+        assert differs, "the model's gradient should differ from full second order"
 
 
 def test_inner_step_updates_only_the_model():

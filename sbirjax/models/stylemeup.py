@@ -148,8 +148,10 @@ def inner_mask(params):
         {k: not (k == "reg_P" or "/ft" in f"/{k}") for k in flat}, sep="/")
 
 
-def meta_objective(module, params, tasks, rng, config):
-    """The outer (meta-test) loss averaged over tasks, through `config.meta.inner_steps` inner steps."""
+def inner_and_outer(module, config):
+    """The per-task (inner, outer) losses of meta-training: (params, task, rng) -> (loss, terms).
+    Inner: meta-train sketches (slots 0, 1), FT on, plus the regulariser; outer: a meta-train and
+    the held-out sketch (slots 0, 2), FT off, no regulariser."""
     m, w, margin = config.meta, dict(config.loss.weights), config.loss.margin
 
     def inner(p, task, key):
@@ -163,6 +165,13 @@ def meta_objective(module, params, tasks, rng, config):
     def outer(p, task, key):
         return task_losses(module, p, task, key, w, margin, sketch_slots=(0, 2), ft_active=False)
 
+    return inner, outer
+
+
+def meta_objective(module, params, tasks, rng, config):
+    """The outer (meta-test) loss averaged over tasks, through `config.meta.inner_steps` inner steps."""
+    m = config.meta
+    inner, outer = inner_and_outer(module, config)
     return meta.maml_loss(params, tasks, rng, inner_loss=inner, outer_loss=outer, lr=m.inner_lr,
                           steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order,
                           task_chunk=m.get("task_chunk", 0), remat=m.get("remat", False),

@@ -1,6 +1,7 @@
 """How much a meta-trained StyleMeUp model relies on its inner step: the outer (held-out style)
 losses of training tasks with the model as it is (what a test query gets) and after the inner
-step (what the meta-objective scores), and how far the inner step moves each parameter group.
+step (what the meta-objective scores), which inner-loss term drives the step (gradient norms), and
+how far the inner step moves each parameter group.
 
   python -m sbirjax.adaptation_probe --config=configs/synthetic_stylemeup.py --workdir=runs/NAME
                                      [--tasks=48] [--step=N]
@@ -50,6 +51,17 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
                                     first_order=True)
         _, before = outer(params, task, k_out)
         _, after = outer(adapted, task, k_out)
+        # Which inner-loss term drives the step: the norm of each weighted term's gradient on
+        # the adapted (model) leaves, at the first inner step.
+        k0 = jax.random.fold_in(k_in, 0)
+        names = [n for n, wt in config.loss.weights.items() if wt] + (
+            ["reg"] if config.meta.regulariser else [])
+        grad_norm = {}
+        for name in names:
+            wt = 1.0 if name == "reg" else config.loss.weights[name]
+            g = jax.grad(lambda p: wt * inner(p, task, k0)[1][name])(params)
+            sq = [jnp.sum(x ** 2) for x, m in zip(jax.tree.leaves(g), jax.tree.leaves(mask)) if m]
+            grad_norm[name] = jnp.sqrt(sum(sq))
         a = traverse_util.flatten_dict(params, sep="/")
         b = traverse_util.flatten_dict(adapted, sep="/")
         groups: dict = {}
@@ -58,14 +70,15 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
             d0, dd = groups.get(g, (0.0, 0.0))
             groups[g] = (d0 + jnp.sum(a[path] ** 2), dd + jnp.sum((b[path] - a[path]) ** 2))
         change = {g: jnp.sqrt(dd / jnp.maximum(d0, 1e-30)) for g, (d0, dd) in groups.items()}
-        return before, after, change
+        return before, after, change, grad_norm
 
     keys = jax.random.split(jax.random.key(config.seed), len(picked))
-    before, after, change = jax.lax.map(lambda a: jax.jit(one)(*a), (tasks, keys))
+    before, after, change, grad_norm = jax.lax.map(lambda a: jax.jit(one)(*a), (tasks, keys))
     mean = lambda t: {k: float(np.mean(v)) for k, v in jax.device_get(t).items()}
     result = {"workdir": workdir, "step": int(step), "tasks": int(len(picked)),
               "inner_steps": steps, "inner_lr": float(config.meta.inner_lr),
               "outer_before": mean(before), "outer_after": mean(after),
+              "inner_grad_norm": mean(grad_norm),
               "relative_change": dict(sorted(mean(change).items(), key=lambda kv: -kv[1]))}
     with open(os.path.join(workdir, "adaptation_probe.json"), "w") as f:
         json.dump(result, f, indent=2)
@@ -78,6 +91,8 @@ def table(result) -> str:
              "| outer term | model as it is | after the inner step |", "|---|---|---|"]
     for k in result["outer_before"]:
         lines.append(f"| {k} | {result['outer_before'][k]:.4f} | {result['outer_after'][k]:.4f} |")
+    lines += ["", "| inner-loss term (weighted) | gradient norm on the adapted leaves |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" for k, v in result["inner_grad_norm"].items()]
     lines += ["", "| parameter group | relative change in the inner step |", "|---|---|"]
     lines += [f"| {g} | {v:.4f} |" for g, v in list(result["relative_change"].items())[:10]]
     return "\n".join(lines)

@@ -25,6 +25,8 @@ def test_probe_on_a_tiny_run(tmp_path):
     # The inner step adapts the model only: the regulariser and FT layers stay where they are.
     assert change["reg_P"] == 0.0 and all(v == 0.0 for k, v in change.items() if "/ft" in k)
     assert change["inv/kernel"] > 0.0
+    assert set(result["inner_grad_norm"]) >= {"triplet_inv", "reg"}
+    assert result["inner_grad_norm"]["triplet_inv"] > 0.0
     saved = json.load(open(os.path.join(workdir, "adaptation_probe.json")))
     assert saved["outer_before"] == pytest.approx(result["outer_before"])
     assert "| triplet_inv |" in adaptation_probe.table(result)

@@ -99,26 +99,17 @@ def table(result) -> str:
 
 
 def define_flags():
-    """Command-line flags, defined only when run as a command (importing defines none)."""
-    from ml_collections import config_flags
-    config_flags.DEFINE_config_file("config", None, "the run's config file", lock_config=True)
-    flags.DEFINE_string("workdir", None, "the run's workdir")
+    from sbirjax import run_state
+    run_state.define_run_flags()
     flags.DEFINE_integer("tasks", 48, "training tasks to probe")
-    flags.DEFINE_integer("step", None, "checkpoint step (default: selected, else latest)")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not os.path.isdir(FLAGS.workdir):
-        raise app.UsageError(f"--workdir={FLAGS.workdir} is not a directory")
-    from absl import logging
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    from sbirjax import run_state
+    run_state.start_tool(argv)
     print(table(probe(FLAGS.config, FLAGS.workdir, num_tasks=FLAGS.tasks, step=FLAGS.step)))
 
 
 if __name__ == "__main__":
     define_flags()
-    flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

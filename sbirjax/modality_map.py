@@ -29,7 +29,6 @@ import os
 
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
 from sbirjax import tsne
 
@@ -202,30 +201,21 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
 
 
 def define_flags():
-    """Command-line flags, defined only when run as a command (importing defines none)."""
-    config_flags.DEFINE_config_file("config", None, "the run's config file", lock_config=True)
-    flags.DEFINE_string("workdir", None, "the run's workdir")
-    flags.DEFINE_string("split", "", "eval split (config.eval.splits); default: the first "
-                                 "'zs' if there is one, else the first one after 'val'")
+    from sbirjax import run_state
+    run_state.define_run_flags()
+    flags.DEFINE_string("split", "", "eval split (config.eval.splits); default: 'zs' if there "
+                                     "is one, else the first one after 'val'")
     flags.DEFINE_integer("per_class", 40, "sketches and photos drawn per class")
-    flags.DEFINE_integer("step", None, "checkpoint step (default: selected, else latest)")
     flags.DEFINE_float("perplexity", 30.0, "t-SNE perplexity")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:  # orbax's INFO lines drown the figures
-        from absl import logging
-        logging.set_verbosity(logging.WARNING)
-    if not os.path.isdir(FLAGS.workdir):
-        raise app.UsageError(f"--workdir={FLAGS.workdir} is not a directory: give a finished "
-                             "run's workdir (python -m sbirjax.main --config=... --workdir=...)")
+    from sbirjax import run_state
+    run_state.start_tool(argv)
     compute(FLAGS.config, FLAGS.workdir, split_name=FLAGS.split, per_class=FLAGS.per_class,
             step=FLAGS.step, perplexity=FLAGS.perplexity)
 
 
 if __name__ == "__main__":
     define_flags()
-    flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

@@ -17,7 +17,6 @@ import os
 import numpy as np
 from absl import app, flags
 from flax import traverse_util
-from ml_collections import config_flags
 
 
 FLAGS = flags.FLAGS
@@ -53,22 +52,14 @@ def table(groups: dict) -> str:
 
 
 def define_flags():
-    """Command-line flags, defined only when run as a command (importing defines none)."""
-    config_flags.DEFINE_config_file("config", None, "the run's config file", lock_config=True)
-    flags.DEFINE_string("workdir", None, "the run's workdir")
+    from sbirjax import run_state
+    run_state.define_run_flags()
     flags.DEFINE_integer("depth", 2, "path parts that name a group")
-    flags.DEFINE_integer("step", None, "checkpoint step (default: selected, else latest)")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not os.path.isdir(FLAGS.workdir):
-        raise app.UsageError(f"--workdir={FLAGS.workdir} is not a directory")
-    from absl import logging
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     from sbirjax import run_state
+    run_state.start_tool(argv)
     _, _, params, step, initial = run_state.restore_params(
         FLAGS.config, FLAGS.workdir, FLAGS.step, with_initial=True)
     groups = drift(initial, params, FLAGS.depth)
@@ -80,5 +71,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

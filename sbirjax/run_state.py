@@ -14,6 +14,32 @@ from etils import epath
 from sbirjax import checkpoint, models, sharding, train
 
 
+def define_run_flags():
+    """--config, --workdir and --step, the flags every tool on a finished run takes; defined only
+    when a tool runs as a command (importing a tool defines none)."""
+    from absl import flags
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", None, "the run's config file (with the run's "
+                                    "overrides)", lock_config=True)
+    flags.DEFINE_string("workdir", None, "the run's workdir")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: selected, else latest)")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+def start_tool(argv) -> None:
+    """A tool's main() preamble: no stray arguments, an existing workdir, orbax's INFO lines off
+    (--verbosity brings them back)."""
+    from absl import app, flags, logging
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    workdir = flags.FLAGS.workdir
+    if not epath.Path(workdir).is_dir():
+        raise app.UsageError(f"--workdir={workdir} is not a directory: give a finished run's "
+                             "workdir (python -m sbirjax.main --config=... --workdir=...)")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
 def initial_params(config, fns, init_rng, method):
     """The parameters the run started from (its seed; pretrained weights loaded)."""
     state = fns.init(init_rng)

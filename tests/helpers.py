@@ -30,6 +30,16 @@ def manual_dir(name: str, root: str) -> str:
     return path
 
 
+def load_config(path: str, arg=None):
+    """`get_config(arg)` of a config file (a path relative to the repository root, or absolute)."""
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("cfg", os.path.join(root, path))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config() if arg is None else mod.get_config(arg)
+
+
 def shrink(config, data_dir: str, *, steps: int = 4, manual_root: str | None = None):
     """Same code path, tiny sizes: a few-unit model, 32 px images, a world of 60 photos (or, for
     a real dataset, its miniature download written under `manual_root`)."""

@@ -1,5 +1,4 @@
 """The adaptation probe on a tiny trained StyleMeUp run."""
-import importlib.util
 import json
 import os
 
@@ -11,10 +10,7 @@ from tests import helpers
 
 
 def test_probe_on_a_tiny_run(tmp_path):
-    spec = importlib.util.spec_from_file_location("cfg", "configs/synthetic_stylemeup.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = helpers.shrink(mod.get_config(), str(tmp_path / "tfds"), steps=2)
+    config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), str(tmp_path / "tfds"), steps=2)
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir)
     result = adaptation_probe.probe(config, workdir, num_tasks=4)

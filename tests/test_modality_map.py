@@ -1,6 +1,5 @@
 """The MA-SBIR modality map: its figures against scikit-learn's neighbours, and the command end to
 end on a tiny trained run."""
-import importlib.util
 import json
 import os
 
@@ -47,10 +46,7 @@ def test_remove_modality_and_pick():
 
 
 def test_command_on_a_tiny_trained_run(tmp_path):
-    spec = importlib.util.spec_from_file_location("cfg", "configs/synthetic_masbir.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = helpers.shrink(mod.get_config(), str(tmp_path / "tfds"), steps=2)
+    config = helpers.shrink(helpers.load_config("configs/synthetic_masbir.py"), str(tmp_path / "tfds"), steps=2)
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir)
     result = modality_map.compute(config, workdir, per_class=6, perplexity=5.0)

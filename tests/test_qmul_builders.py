@@ -1,5 +1,4 @@
 """QMUL-ShoeV2 / ChairV2 builders on miniature copies in the release layout (fixtures_qmul.py)."""
-import importlib.util
 import os
 import pickle
 import subprocess
@@ -304,11 +303,7 @@ def test_cli_exit_codes_and_messages(tmp_path):
 
 
 def triplet_sn_config(manual_dir, data_dir):
-    spec = importlib.util.spec_from_file_location(
-        "cfg", os.path.join(ROOT, "configs", "synthetic_triplet.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = mod.get_config()
+    config = helpers.load_config(os.path.join(ROOT, "configs", "synthetic_triplet.py"))
     assert config.method == "triplet_sn"
     with config.unlocked():
         config.data.name = "shoev2"

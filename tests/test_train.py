@@ -1,5 +1,4 @@
 """End-to-end behaviour of the training loop on a tiny synthetic world."""
-import importlib.util
 import json
 import os
 
@@ -22,15 +21,8 @@ def manual_root(tmp_path_factory):
     return str(tmp_path_factory.mktemp("downloads"))
 
 
-def load_config(path):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
-
-
 def tiny(data_dir, steps=4, path="configs/synthetic_triplet.py", manual_root=None):
-    return helpers.shrink(load_config(path), data_dir, steps=steps, manual_root=manual_root)
+    return helpers.shrink(helpers.load_config(path), data_dir, steps=steps, manual_root=manual_root)
 
 
 def params_of(state):

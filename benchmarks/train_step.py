@@ -14,6 +14,8 @@ encodes). Random uint8 inputs: this measures the model, not the input pipeline
 """
 from __future__ import annotations
 
+import copy
+
 import jax
 import numpy as np
 from absl import app, flags
@@ -38,6 +40,16 @@ def random_batch(layout, batch, size, seed=0):
                             dtype=np.uint8) for k, n in layout.items()}
 
 
+def unrolled_flops(config, method, module, mesh, state, batch, rng):
+    """XLA counts a loop body once, so a chunked (lax.map) step under-reports its FLOPs by the
+    number of chunks: count them on the same step with every task vmapped, compiled, never run."""
+    flat = copy.deepcopy(config)
+    with flat.unlocked():
+        flat.meta.task_chunk, flat.meta.remat = 0, False
+    fns = train.compile_fns(flat, method, module, mesh, 1000, rng)
+    return common.compile_with_flops(fns.step, state, batch, rng)[1]
+
+
 def main(_):
     config = _CONFIG.value
     method = models.get(config.method)
@@ -51,6 +63,8 @@ def main(_):
     batch = sharding.to_global(random_batch(layout, config.batch_size, size), mesh)
     holder = {"state": state}
     compiled, flops = common.compile_with_flops(fns.step, state, batch, rng)
+    if config.get("meta", {}).get("task_chunk", 0):
+        flops = unrolled_flops(config, method, module, mesh, state, batch, rng)
     mem = compiled.memory_analysis()  # XLA's own accounting of the step's buffers
 
     def one():
@@ -61,7 +75,9 @@ def main(_):
     images = config.batch_size * sum(layout.values())
     peak = common.matmul_peak_gflops()
     extra = {"utilisation": {**common.utilisation(flops, t["median_s"], peak),
-                             "matmul_peak_gflops": peak}}
+                             "matmul_peak_gflops": peak,
+                             # the step's floor on this device if every FLOP ran at the matmul rate
+                             "seconds_at_matmul_peak": flops / peak / 1e9 if flops else None}}
     if method.train_inputs == "meta_task":
         extra["tasks_per_s"] = config.batch_size / t["median_s"]
     if mem is not None:

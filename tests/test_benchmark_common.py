@@ -19,3 +19,26 @@ def test_utilisation():
     assert u["achieved_gflops"] == pytest.approx(4.0)
     assert u["fraction_of_matmul_peak"] == pytest.approx(0.5)
     assert common.utilisation(None, 1.0, 8.0) == {"flops": None}
+
+
+def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
+    """XLA counts a lax.map body once: a step with 4 tasks in chunks of 1 reports about a quarter
+    of its FLOPs; the benchmark counts them on the vmapped program instead."""
+    from benchmarks import train_step
+    from sbirjax import models, sharding, train
+    from tests import helpers
+    config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), str(tmp_path))
+    with config.unlocked():
+        config.batch_size, config.meta.task_chunk = 4, 1
+        config.mesh.num_devices = 1
+    method = models.get(config.method)
+    module = method.build(config.model)
+    mesh = sharding.make_mesh(1)
+    rng = jax.random.key(0)
+    fns = train.compile_fns(config, method, module, mesh, 10, rng)
+    state = fns.init(rng)
+    batch = sharding.to_global(train_step.random_batch(
+        train_step.BATCH_LAYOUT["meta_task"], 4, config.data.image.size), mesh)
+    chunked = common.compile_with_flops(fns.step, state, batch, rng)[1]
+    unrolled = train_step.unrolled_flops(config, method, module, mesh, state, batch, rng)
+    assert 3.0 < unrolled / chunked < 4.5

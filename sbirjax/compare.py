@@ -1,12 +1,16 @@
 """Compare finished runs: a Markdown table of their results and a style-consistency plot.
 
   python -m sbirjax.compare runs/synthetic_triplet runs/synthetic_stylemeup [--split=test]
-                            [--metrics=acc@1,acc@10,rank_avg,v_avg] [--out=compare.png]
+                            [--metrics=acc@1,acc@10,rank_avg,v_avg] [--step=200]
+                            [--out=compare.png] [--curves=curves.png --train_metric=loss]
 
-Reads <run>/results.json and, for the plot, <run>/eval/<split>_ranks.npz (written by every
-fine-grained evaluation). The plot shows, per run, the distribution over test photos of the
-spread (standard deviation) of the true photo's rank across the photo's sketches by different
-users: a curve further up and left means retrieval depends less on who drew the sketch.
+The table reads <run>/results.json (the last evaluation), or with --step the evaluation at that
+step from <run>/metrics.jsonl, so runs of different lengths compare at the same point.
+--out plots, from <run>/eval/<split>_ranks.npz (written by every fine-grained evaluation), the
+distribution over test photos of the spread (standard deviation) of the true photo's rank across
+the photo's sketches by different users: a curve further up and left means retrieval depends less
+on who drew the sketch. --curves plots a training metric and the split's mean rank (else its
+first metric) against the step, one line per run.
 """
 from __future__ import annotations
 
@@ -19,18 +23,43 @@ from absl import app, flags
 
 _SPLIT = flags.DEFINE_string("split", "test", "eval split to compare")
 _METRICS = flags.DEFINE_list("metrics", ["acc@1", "acc@10", "rank_avg", "v_avg"], "columns")
+_STEP = flags.DEFINE_integer("step", None, "compare the evaluation at this step (metrics.jsonl)")
 _OUT = flags.DEFINE_string("out", "", "where to write the plot (PNG); empty: no plot")
+_CURVES = flags.DEFINE_string("curves", "", "where to write the learning curves (PNG)")
+_TRAIN_METRIC = flags.DEFINE_list(
+    "train_metric", ["loss"], "training metric for --curves; a list: each run plots the first it has")
 
 
-def table(runs, split: str, metric_names) -> str:
+def records(run: str) -> list[dict]:
+    """Every record of <run>/metrics.jsonl."""
+    path = os.path.join(run, "metrics.jsonl")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {run} an sbirjax run directory?")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def evaluation_at(run: str, split: str, step: int) -> dict:
+    """The metrics of `split` evaluated at `step`, from metrics.jsonl."""
+    found = [r for r in records(run) if r.get("kind") == split and r.get("step") == step]
+    if not found:
+        steps = sorted({r["step"] for r in records(run) if r.get("kind") == split})
+        raise ValueError(f"{run}: no '{split}' evaluation at step {step}; evaluated at {steps}")
+    return found[-1]
+
+
+def table(runs, split: str, metric_names, step: int | None = None) -> str:
     lines = ["| run | " + " | ".join(metric_names) + " |",
              "|---|" + "---|" * len(metric_names)]
     for run in runs:
         path = os.path.join(run, "results.json")
-        if not os.path.exists(path):
+        if step is not None:
+            values = evaluation_at(run, split, step)
+        elif not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found: is {run} a finished sbirjax run?")
-        with open(path) as f:
-            values = json.load(f).get(split, {})
+        else:
+            with open(path) as f:
+                values = json.load(f).get(split, {})
         cells = [_fmt(m, values.get(m)) for m in metric_names]
         lines.append(f"| {os.path.basename(os.path.normpath(run))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -73,13 +102,49 @@ def plot(runs, split: str, out: str) -> None:
     print(f"wrote {out}")
 
 
+def curves(runs, split: str, train_metric, out: str, eval_metric: str = "rank_avg") -> None:
+    """Two panels: the training records' `train_metric` (a name, or names of which each run plots
+    the first it has: methods name their losses differently) and the split's `eval_metric`,
+    against the step. One colour per run in both panels."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [train_metric] if isinstance(train_metric, str) else list(train_metric)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for i, run in enumerate(runs):
+        name = os.path.basename(os.path.normpath(run))
+        rows = records(run)
+        train = [r for r in rows if r.get("kind") == "train"]
+        metric = next((m for m in names if any(m in r for r in train)), None)
+        for ax, kind, m, marker in ((axes[0], "train", metric, None),
+                                    (axes[1], split, eval_metric, "o")):
+            pts = [(r["step"], r[m]) for r in rows if m and r.get("kind") == kind and m in r]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, marker=marker, ms=4, color=colours[i % len(colours)],
+                        label=name if kind == "train" else f"{name} ({m})")
+    axes[0].set_title(f"training: {' / '.join(names)}", fontsize=10)
+    axes[1].set_title(f"'{split}': {eval_metric}", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
 def main(argv):
     runs = argv[1:]
     if not runs:
         raise app.UsageError("give one or more run directories")
-    print(table(runs, _SPLIT.value, _METRICS.value))
+    print(table(runs, _SPLIT.value, _METRICS.value, _STEP.value))
     if _OUT.value:
         plot(runs, _SPLIT.value, _OUT.value)
+    if _CURVES.value:
+        curves(runs, _SPLIT.value, _TRAIN_METRIC.value, _CURVES.value)
 
 
 if __name__ == "__main__":

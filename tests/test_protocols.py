@@ -123,3 +123,18 @@ def test_compare_table_and_plot(tmp_path):
     assert os.path.getsize(out) > 1000
     with pytest.raises(FileNotFoundError, match="finished sbirjax run"):
         compare.table([str(tmp_path / "missing")], "test", ["acc@1"])
+
+
+def test_compare_at_a_step_and_curves(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    rows = [{"step": 5, "kind": "train", "loss": 2.0}, {"step": 5, "kind": "test", "acc@1": 0.1},
+            {"step": 10, "kind": "train", "loss": 1.0}, {"step": 10, "kind": "test", "acc@1": 0.3}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "| r | 10.0% |" in compare.table([str(run)], "test", ["acc@1"], step=5)
+    assert "| r | 30.0% |" in compare.table([str(run)], "test", ["acc@1"], step=10)
+    with pytest.raises(ValueError, match=r"evaluated at \[5, 10\]"):
+        compare.table([str(run)], "test", ["acc@1"], step=7)
+    out = str(tmp_path / "curves.png")
+    compare.curves([str(run)], "test", "loss", out, eval_metric="acc@1")
+    assert os.path.getsize(out) > 1000

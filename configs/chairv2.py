@@ -6,7 +6,7 @@
   python -m sbirjax.main --config=configs/chairv2.py:triplet_sn       # the Triplet-SN baseline
 
 The argument is comma-separated: a StyleMeUp ablation (defaults.STYLEMEUP_ABLATIONS: full,
-no_ft, no_reg, fixed_ft, first_order, model_first_order, inner0..inner4) or 'triplet_sn', and optionally '3sketch'.
+no_ft, no_reg, fixed_ft, first_order, model_first_order, mldg, inner0..inner4) or 'triplet_sn', and optionally '3sketch'.
 Test protocol: the standard full test split by default (ChairV2: 100 photos, 323 sketches);
 '3sketch' keeps only photos with three sketches, train and test, as the official code does
 (79 photos, 237 sketches).

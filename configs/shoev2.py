@@ -6,7 +6,7 @@
   python -m sbirjax.main --config=configs/shoev2.py:triplet_sn       # the Triplet-SN baseline
 
 The argument is comma-separated: a StyleMeUp ablation (defaults.STYLEMEUP_ABLATIONS: full,
-no_ft, no_reg, fixed_ft, first_order, model_first_order, inner0..inner4) or 'triplet_sn', and optionally '3sketch'.
+no_ft, no_reg, fixed_ft, first_order, model_first_order, mldg, inner0..inner4) or 'triplet_sn', and optionally '3sketch'.
 Test protocol: the standard full test split by default (ShoeV2: 200 photos, every test sketch);
 '3sketch' keeps only photos with three sketches, train and test, as the official code does.
 Model defaults follow the paper (defaults.stylemeup); the latent size d is

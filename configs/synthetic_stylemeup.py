@@ -9,7 +9,8 @@ and the model stays at chance, first or second order; at 5e-4 it learns.
 --config.meta.inner_lr=5e-3 gives the code's value.
 
 The argument picks an ablation (README, "StyleMeUp on the synthetic world"):
-  full (default) | no_ft | no_reg | fixed_ft | first_order | model_first_order | inner0 .. inner4
+  full (default) | no_ft | no_reg | fixed_ft | first_order | model_first_order | mldg |
+  inner0 .. inner4
   python -m sbirjax.main --config=configs/synthetic_stylemeup.py:no_ft
 """
 from sbirjax import defaults

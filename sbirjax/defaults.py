@@ -57,7 +57,7 @@ def base() -> ml_collections.ConfigDict:
 
 
 STYLEMEUP_ABLATIONS = ("full", "no_ft", "no_reg", "fixed_ft", "first_order", "model_first_order",
-                       "inner0", "inner1", "inner2", "inner3", "inner4")
+                       "mldg", "inner0", "inner1", "inner2", "inner3", "inner4")
 
 
 def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
@@ -88,6 +88,9 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # First order for the model, second order for the regulariser and FT layers (meta.py).
         "model_first_order": ablation == "model_first_order",
         "regulariser": ablation != "no_reg",
+        # > 0 adds that weight times the outer loss of the un-adapted model (MLDG-style; meta.py).
+        # 0 follows the paper and the code.
+        "unadapted_weight": 1.0 if ablation == "mldg" else 0.0,
         # Tasks run together: 0 = vmap all of them; k = chunks of k in sequence. Memory falls
         # only with remat (recompute each task's forward in the backward pass): at 256 px all 12
         # tasks at once need ~31 GB; task_chunk=4 with remat=True about a third of that.

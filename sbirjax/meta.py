@@ -15,6 +15,11 @@ one (for one inner step; for K steps, the part of it that flows through later st
 dependence is dropped). Why: with full second order the model can learn to be adaptable instead
 of good, e.g. to rely on the inner step to separate a task's photos, which no test-time query
 gets (README, "StyleMeUp on the synthetic world").
+
+`unadapted_weight=w > 0` adds w * outer_loss(params) per task, the outer loss of the model as it
+is, before any inner step (the meta-train term of MLDG, Li et al. 2018, here on the outer data):
+the model that test queries use must then solve each task by itself, not only after adapting.
+0 follows the StyleMeUp paper.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
               steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False,
-              model_first_order: bool = False):
+              model_first_order: bool = False, unadapted_weight: float = 0.0):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
@@ -65,6 +70,10 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
             params, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
             steps=steps, mask=mask, first_order=first_order, model_first_order=model_first_order)
         loss, aux = outer_loss(adapted, task, k_out)
+        if unadapted_weight:  # its own key, so w = 0 leaves every other draw as it was
+            base, _ = outer_loss(params, task, jax.random.fold_in(k_out, 1))
+            loss = loss + unadapted_weight * base
+            aux = dict(aux, unadapted_loss=base)
         if inner_aux is not None:
             aux = dict(aux, **{f"inner/{k}": v for k, v in inner_aux.items()})
         return loss, aux

@@ -16,7 +16,7 @@ from sbirjax.models import stylemeup
 
 
 def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", task_chunk=0,
-          remat=False, model_first_order=False):
+          remat=False, model_first_order=False, unadapted_weight=0.0, parts=False):
     module = stylemeup.StyleMeUp(image_size=8, widths=(2, 3), hidden=4, latent=3, dropout=0.0,
                                  ft=True, conv_impl=conv_impl)
     params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
@@ -29,7 +29,7 @@ def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", t
     config = ml_collections.ConfigDict({
         "meta": {"inner_lr": 0.5, "inner_steps": inner_steps, "first_order": first_order,
                  "regulariser": regulariser, "task_chunk": task_chunk, "remat": remat,
-                 "model_first_order": model_first_order},
+                 "model_first_order": model_first_order, "unadapted_weight": unadapted_weight},
         "loss": {"margin": 0.2, "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
                                             "self_recon": 0.0, "triplet_inv": 1.0,
                                             "triplet_f": 1.0}}})
@@ -37,6 +37,8 @@ def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", t
     def objective(p):
         return stylemeup.meta_objective(module, p, tasks, jax.random.key(1), config)[0]
 
+    if parts:
+        return params, jax.jit(objective), (module, tasks, config)
     return params, jax.jit(objective)  # one compilation serves every perturbation
 
 
@@ -129,3 +131,30 @@ def test_matmul_convolutions_chunks_and_remat_give_the_same_meta_gradient():
             np.testing.assert_allclose(value, want_value, rtol=1e-10)
             jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-12),
                          grads, want)
+
+
+def test_unadapted_weight_adds_the_outer_loss_of_the_model_as_it_is():
+    """meta.unadapted_weight = w adds w * outer_loss(params) per task (the model before any inner
+    step): the objective and the model's gradient grow by exactly that; the regulariser and FT
+    layers, absent from the outer loss, keep their meta-gradient unchanged."""
+    w = 0.5
+    with jax.enable_x64(True):
+        params, f0 = setup()
+        _, f1, (module, tasks, config) = setup(unadapted_weight=w, parts=True)
+        _, outer = stylemeup.inner_and_outer(module, config)
+
+        def base(p):  # the same per-task keys meta.maml_loss draws
+            keys = jax.random.split(jax.random.key(1), 2)
+            losses = [outer(p, jax.tree.map(lambda a: a[i], tasks),
+                            jax.random.fold_in(jax.random.split(keys[i])[1], 1))[0]
+                      for i in range(2)]
+            return jnp.mean(jnp.stack(losses))
+
+        assert float(f1(params)) == pytest.approx(float(f0(params)) + w * float(base(params)),
+                                                  rel=1e-12)
+        g0, g1, gb = (traverse_util.flatten_dict(jax.grad(f)(params), sep="/")
+                      for f in (f0, f1, base))
+        for path in g0:
+            expected = g0[path] + (0.0 if path == "reg_P" or is_ft(path) else w * gb[path])
+            np.testing.assert_allclose(g1[path], expected, rtol=1e-9, atol=1e-12, err_msg=path)
+        assert any(np.abs(gb[k]).max() > 0 for k in gb if k != "reg_P" and not is_ft(k))

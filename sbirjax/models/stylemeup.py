@@ -175,7 +175,8 @@ def meta_objective(module, params, tasks, rng, config):
     return meta.maml_loss(params, tasks, rng, inner_loss=inner, outer_loss=outer, lr=m.inner_lr,
                           steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order,
                           task_chunk=m.get("task_chunk", 0), remat=m.get("remat", False),
-                          model_first_order=m.get("model_first_order", False))
+                          model_first_order=m.get("model_first_order", False),
+                          unadapted_weight=m.get("unadapted_weight", 0.0))
 
 
 def loss(module, params, batch, rng, config):

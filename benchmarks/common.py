@@ -1,6 +1,7 @@
 """Shared benchmark plumbing: timing with warm-up, machine facts, JSON output."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -9,6 +10,7 @@ import statistics
 import time
 
 import jax
+import numpy as np
 
 
 def machine() -> dict:
@@ -66,3 +68,25 @@ def utilisation(flops: float | None, seconds: float, peak_gflops: float) -> dict
     achieved = flops / seconds / 1e9
     return {"flops": flops, "achieved_gflops": achieved,
             "fraction_of_matmul_peak": achieved / peak_gflops}
+
+
+# Per example-builder: name -> number of images (per example) under it.
+BATCH_LAYOUT = {"triplet": {"sketch": 1, "positive": 1, "negative": 1},
+                "meta_task": {"sketches": 3, "photo": 1, "negative": 1}}
+
+
+def random_batch(layout, batch, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: rng.integers(0, 256, (batch, *((n,) if n > 1 else ()), size, size, 3),
+                            dtype=np.uint8) for k, n in layout.items()}
+
+
+def unrolled_flops(config, method, module, mesh, state, batch, rng):
+    """XLA counts a loop body once, so a chunked (lax.map) step under-reports its FLOPs by the
+    number of chunks: count them on the same step with every task vmapped, compiled, never run."""
+    flat = copy.deepcopy(config)
+    with flat.unlocked():
+        flat.meta.task_chunk, flat.meta.remat = 0, False
+    from sbirjax import train  # here, not at the top: the other benchmarks need no model
+    fns = train.compile_fns(flat, method, module, mesh, 1000, rng)
+    return compile_with_flops(fns.step, state, batch, rng)[1]

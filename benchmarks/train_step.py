@@ -14,8 +14,6 @@ encodes). Random uint8 inputs: this measures the model, not the input pipeline
 """
 from __future__ import annotations
 
-import copy
-
 import jax
 import numpy as np
 from absl import app, flags
@@ -29,27 +27,6 @@ _ITERS = flags.DEFINE_integer("iters", 20, "timed steps")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "untimed steps (the first compiles)")
 
 
-# Per example-builder: name -> number of images (per example) under it.
-BATCH_LAYOUT = {"triplet": {"sketch": 1, "positive": 1, "negative": 1},
-                "meta_task": {"sketches": 3, "photo": 1, "negative": 1}}
-
-
-def random_batch(layout, batch, size, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: rng.integers(0, 256, (batch, *((n,) if n > 1 else ()), size, size, 3),
-                            dtype=np.uint8) for k, n in layout.items()}
-
-
-def unrolled_flops(config, method, module, mesh, state, batch, rng):
-    """XLA counts a loop body once, so a chunked (lax.map) step under-reports its FLOPs by the
-    number of chunks: count them on the same step with every task vmapped, compiled, never run."""
-    flat = copy.deepcopy(config)
-    with flat.unlocked():
-        flat.meta.task_chunk, flat.meta.remat = 0, False
-    fns = train.compile_fns(flat, method, module, mesh, 1000, rng)
-    return common.compile_with_flops(fns.step, state, batch, rng)[1]
-
-
 def main(_):
     config = _CONFIG.value
     method = models.get(config.method)
@@ -59,12 +36,12 @@ def main(_):
     rng = jax.random.key(0)
     fns = train.compile_fns(config, method, module, mesh, 1000, rng)
     state = fns.init(rng)
-    layout = BATCH_LAYOUT[method.train_inputs]
-    batch = sharding.to_global(random_batch(layout, config.batch_size, size), mesh)
+    layout = common.BATCH_LAYOUT[method.train_inputs]
+    batch = sharding.to_global(common.random_batch(layout, config.batch_size, size), mesh)
     holder = {"state": state}
     compiled, flops = common.compile_with_flops(fns.step, state, batch, rng)
     if config.get("meta", {}).get("task_chunk", 0):
-        flops = unrolled_flops(config, method, module, mesh, state, batch, rng)
+        flops = common.unrolled_flops(config, method, module, mesh, state, batch, rng)
     mem = compiled.memory_analysis()  # XLA's own accounting of the step's buffers
 
     def one():

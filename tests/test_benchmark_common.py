@@ -24,7 +24,6 @@ def test_utilisation():
 def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
     """XLA counts a lax.map body once: a step with 4 tasks in chunks of 1 reports about a quarter
     of its FLOPs; the benchmark counts them on the vmapped program instead."""
-    from benchmarks import train_step
     from sbirjax import models, sharding, train
     from tests import helpers
     config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), str(tmp_path))
@@ -37,8 +36,8 @@ def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
     rng = jax.random.key(0)
     fns = train.compile_fns(config, method, module, mesh, 10, rng)
     state = fns.init(rng)
-    batch = sharding.to_global(train_step.random_batch(
-        train_step.BATCH_LAYOUT["meta_task"], 4, config.data.image.size), mesh)
+    batch = sharding.to_global(common.random_batch(
+        common.BATCH_LAYOUT["meta_task"], 4, config.data.image.size), mesh)
     chunked = common.compile_with_flops(fns.step, state, batch, rng)[1]
-    unrolled = train_step.unrolled_flops(config, method, module, mesh, state, batch, rng)
+    unrolled = common.unrolled_flops(config, method, module, mesh, state, batch, rng)
     assert 3.0 < unrolled / chunked < 4.5

@@ -9,8 +9,8 @@ step from <run>/metrics.jsonl, so runs of different lengths compare at the same 
 --out plots, from <run>/eval/<split>_ranks.npz (written by every fine-grained evaluation), the
 distribution over test photos of the spread (standard deviation) of the true photo's rank across
 the photo's sketches by different users: a curve further up and left means retrieval depends less
-on who drew the sketch. --curves plots a training metric and the split's mean rank (else its
-first metric) against the step, one line per run.
+on who drew the sketch. --curves plots a training metric and the split's mean rank against the
+step, one line per run.
 """
 from __future__ import annotations
 
@@ -41,25 +41,27 @@ def records(run: str) -> list[dict]:
 
 def evaluation_at(run: str, split: str, step: int) -> dict:
     """The metrics of `split` evaluated at `step`, from metrics.jsonl."""
-    found = [r for r in records(run) if r.get("kind") == split and r.get("step") == step]
-    if not found:
-        steps = sorted({r["step"] for r in records(run) if r.get("kind") == split})
-        raise ValueError(f"{run}: no '{split}' evaluation at step {step}; evaluated at {steps}")
-    return found[-1]
+    evaluations = {r["step"]: r for r in records(run) if r.get("kind") == split}
+    if step not in evaluations:
+        raise ValueError(f"{run}: no '{split}' evaluation at step {step}; "
+                         f"evaluated at {sorted(evaluations)}")
+    return evaluations[step]
+
+
+def last_evaluation(run: str, split: str) -> dict:
+    """The metrics of `split` in <run>/results.json (the run's last evaluation)."""
+    path = os.path.join(run, "results.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {run} a finished sbirjax run?")
+    with open(path) as f:
+        return json.load(f).get(split, {})
 
 
 def table(runs, split: str, metric_names, step: int | None = None) -> str:
     lines = ["| run | " + " | ".join(metric_names) + " |",
              "|---|" + "---|" * len(metric_names)]
     for run in runs:
-        path = os.path.join(run, "results.json")
-        if step is not None:
-            values = evaluation_at(run, split, step)
-        elif not os.path.exists(path):
-            raise FileNotFoundError(f"{path} not found: is {run} a finished sbirjax run?")
-        else:
-            with open(path) as f:
-                values = json.load(f).get(split, {})
+        values = last_evaluation(run, split) if step is None else evaluation_at(run, split, step)
         cells = [_fmt(m, values.get(m)) for m in metric_names]
         lines.append(f"| {os.path.basename(os.path.normpath(run))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

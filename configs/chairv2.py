@@ -2,7 +2,7 @@
 
   python -m sbirjax.main --config=configs/chairv2.py --config.data.manual_dir=~/data/SketchX_Shoe_ChairV2
   python -m sbirjax.main --config=configs/chairv2.py:no_ft            # an ablation
-  python -m sbirjax.main --config=configs/chairv2.py:full,3sketch     # the official code's test filter
+  python -m sbirjax.main --config=configs/chairv2.py:full,3sketch     # the official code's 3-sketch filter (train and test)
   python -m sbirjax.main --config=configs/chairv2.py:triplet_sn       # the Triplet-SN baseline
 
 The argument is comma-separated: a StyleMeUp ablation (defaults.STYLEMEUP_ABLATIONS: full,
@@ -13,7 +13,7 @@ Test protocol: the standard full test split by default (ChairV2: 100 photos, 323
 Model defaults follow the paper (defaults.stylemeup); the latent size d is
 --config.model.embed_dim (the paper tuned it on ShoeV2). Published (acc@1 / acc@10):
 Triplet-SN 47.65 / 84.24, StyleMeUp 62.86 / 91.14. The dataset is built on first use from the
-manual download (README, "Datasets").
+manual download (README, "Real datasets and pretrained weights").
 """
 from sbirjax import defaults
 

@@ -2,7 +2,7 @@
 
   python -m sbirjax.main --config=configs/shoev2.py --config.data.manual_dir=~/data/SketchX_Shoe_ChairV2
   python -m sbirjax.main --config=configs/shoev2.py:no_ft            # an ablation
-  python -m sbirjax.main --config=configs/shoev2.py:full,3sketch     # the official code's test filter
+  python -m sbirjax.main --config=configs/shoev2.py:full,3sketch     # the official code's 3-sketch filter (train and test)
   python -m sbirjax.main --config=configs/shoev2.py:triplet_sn       # the Triplet-SN baseline
 
 The argument is comma-separated: a StyleMeUp ablation (defaults.STYLEMEUP_ABLATIONS: full,
@@ -12,7 +12,7 @@ Test protocol: the standard full test split by default (ShoeV2: 200 photos, ever
 Model defaults follow the paper (defaults.stylemeup); the latent size d is
 --config.model.embed_dim (the paper's ablation: 32, 64, 128). Published (acc@1 / acc@10):
 Triplet-SN 28.71 / 71.56, StyleMeUp 36.47 / 81.83. The dataset is built on first use from the
-manual download (README, "Datasets").
+manual download (README, "Real datasets and pretrained weights").
 """
 from sbirjax import defaults
 

@@ -1,6 +1,6 @@
 """StyleMeUp on TU-Berlin-extended, category-level SBIR under the DSH protocol.
 
-  python -m sbirjax.main --config=configs/tuberlin_ext.py --config.data.manual_dir=~/data/TU-Berlin
+  python -m sbirjax.main --config=configs/tuberlin_ext.py --config.data.manual_dir=~/data/TUBerlin
   python -m sbirjax.main --config=configs/tuberlin_ext.py:triplet_sn   # the Triplet-SN baseline
 
 DSH protocol: 10 query sketches per class held out ('dsh_test', 2,500 sketches), the rest train

@@ -3,6 +3,8 @@
   python -m sbirjax.compare runs/synthetic_triplet runs/synthetic_stylemeup [--split=test]
                             [--metrics=acc@1,acc@10,rank_avg,v_avg] [--step=200]
                             [--out=compare.png] [--curves=curves.png --train_metric=loss]
+                            [--bars=bars.png --bar_metric=rank_avg --bar_splits=test,test_seen_users
+                             --chance=100.5]
 
 The table reads <run>/results.json (the last evaluation), or with --step the evaluation at that
 step from <run>/metrics.jsonl, so runs of different lengths compare at the same point.
@@ -10,7 +12,8 @@ step from <run>/metrics.jsonl, so runs of different lengths compare at the same 
 distribution over test photos of the spread (standard deviation) of the true photo's rank across
 the photo's sketches by different users: a curve further up and left means retrieval depends less
 on who drew the sketch. --curves plots a training metric and the split's mean rank against the
-step, one line per run.
+step, one line per run. --bars draws one metric per run as grouped bars, one bar per split, at
+--step or the last evaluation, with an optional dashed line at the chance level.
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ _OUT = flags.DEFINE_string("out", "", "where to write the plot (PNG); empty: no 
 _CURVES = flags.DEFINE_string("curves", "", "where to write the learning curves (PNG)")
 _TRAIN_METRIC = flags.DEFINE_list(
     "train_metric", ["loss"], "training metric for --curves; a list: each run plots the first it has")
+_BARS = flags.DEFINE_string("bars", "", "where to write the bar chart of --bar_metric (PNG)")
+_BAR_METRIC = flags.DEFINE_string("bar_metric", "rank_avg", "metric for --bars")
+_BAR_SPLITS = flags.DEFINE_list("bar_splits", [], "splits for --bars; empty: --split only")
+_CHANCE = flags.DEFINE_float("chance", None, "--bars draws a dashed line at this value")
 
 
 def records(run: str) -> list[dict]:
@@ -138,6 +145,41 @@ def curves(runs, split: str, train_metric, out: str, eval_metric: str = "rank_av
     print(f"wrote {out}")
 
 
+def bars(runs, splits, metric: str, out: str, step: int | None = None,
+         chance: float | None = None) -> np.ndarray:
+    """Horizontal bars of `metric`, one group per run (top to bottom in the order given), one bar
+    per split. Returns the plotted values, shape (runs, splits)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    values = np.array([[(last_evaluation(r, s) if step is None else evaluation_at(r, s, step))
+                        .get(metric, np.nan) for s in splits] for r in runs], dtype=float)
+    names = [os.path.basename(os.path.normpath(r)) for r in runs]
+    height = 0.8 / len(splits)
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.32 * len(runs) * max(1, len(splits) * 0.7)), dpi=110)
+    y = np.arange(len(runs))[::-1].astype(float)
+    for j, split in enumerate(splits):
+        offset = (len(splits) - 1) / 2 - j
+        ax.barh(y + offset * height, values[:, j], height=height, label=split)
+        for yi, v in zip(y + offset * height, values[:, j]):
+            if np.isfinite(v):
+                ax.text(v, yi, f" {_fmt(metric, v)}", va="center", fontsize=7)
+    if chance is not None:
+        ax.axvline(chance, color="k", ls="--", lw=1, label=f"chance ({chance:g})")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel(metric + ("" if step is None else f" at step {step}"))
+    right = np.nanmax(np.append(values, chance if chance is not None else np.nan))
+    if np.isfinite(right) and right > 0:
+        ax.set_xlim(0, 1.12 * right)  # room for the value labels
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(splits) + 1,
+              frameon=False)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"wrote {out}")
+    return values
+
+
 def main(argv):
     runs = argv[1:]
     if not runs:
@@ -147,6 +189,9 @@ def main(argv):
         plot(runs, _SPLIT.value, _OUT.value)
     if _CURVES.value:
         curves(runs, _SPLIT.value, _TRAIN_METRIC.value, _CURVES.value)
+    if _BARS.value:
+        bars(runs, _BAR_SPLITS.value or [_SPLIT.value], _BAR_METRIC.value, _BARS.value,
+             _STEP.value, _CHANCE.value)
 
 
 if __name__ == "__main__":

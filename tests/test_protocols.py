@@ -138,3 +138,15 @@ def test_compare_at_a_step_and_curves(tmp_path):
     out = str(tmp_path / "curves.png")
     compare.curves([str(run)], "test", "loss", out, eval_metric="acc@1")
     assert os.path.getsize(out) > 1000
+    bars = str(tmp_path / "bars.png")
+    other = tmp_path / "s"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"step": 5, "kind": "test", "acc@1": 0.2}, {"step": 5, "kind": "seen", "acc@1": 0.4})))
+    values = compare.bars([str(other), str(run)], ["test"], "acc@1", bars, step=5, chance=0.05)
+    np.testing.assert_array_equal(values, [[0.2], [0.1]])
+    values = compare.bars([str(other)], ["test", "seen"], "acc@1", bars, step=5)
+    np.testing.assert_array_equal(values, [[0.2, 0.4]])
+    assert os.path.getsize(bars) > 1000
+    with pytest.raises(ValueError, match="no 'seen' evaluation at step 5"):
+        compare.bars([str(run)], ["seen"], "acc@1", bars, step=5)

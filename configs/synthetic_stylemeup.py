@@ -6,7 +6,7 @@ Defaults follow the paper where it and the official code disagree (sbirjax/defau
 One value departs from both: the inner learning rate is 5e-4, a tenth of the code's. Measured
 (README, "StyleMeUp on the synthetic world"): at 5e-3 the inner step solves each task by itself
 and the model stays at chance, first or second order; at 5e-4 it learns a little on one seed of
-two (the other still ends at chance), and no setting tried reaches the `inner0` ablation.
+three (the others end at or near chance), and no setting tried reaches the `inner0` ablation.
 --config.meta.inner_lr=5e-3 gives the code's value.
 
 The argument picks an ablation (README, "StyleMeUp on the synthetic world"):

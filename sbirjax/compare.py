@@ -64,11 +64,23 @@ def last_evaluation(run: str, split: str) -> dict:
         return json.load(f).get(split, {})
 
 
+def evaluation(run: str, split: str, step: int | None = None) -> dict:
+    """The split's metrics at `step`, or at the run's last evaluation when `step` is None."""
+    return last_evaluation(run, split) if step is None else evaluation_at(run, split, step)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def table(runs, split: str, metric_names, step: int | None = None) -> str:
     lines = ["| run | " + " | ".join(metric_names) + " |",
              "|---|" + "---|" * len(metric_names)]
     for run in runs:
-        values = last_evaluation(run, split) if step is None else evaluation_at(run, split, step)
+        values = evaluation(run, split, step)
         cells = [_fmt(m, values.get(m)) for m in metric_names]
         lines.append(f"| {os.path.basename(os.path.normpath(run))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -87,9 +99,7 @@ def rank_spread(ranks, photos) -> np.ndarray:
 
 
 def plot(runs, split: str, out: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for run in runs:
         path = os.path.join(run, "eval", f"{split}_ranks.npz")
@@ -115,9 +125,7 @@ def curves(runs, split: str, train_metric, out: str, eval_metric: str = "rank_av
     """Two panels: the training records' `train_metric` (a name, or names of which each run plots
     the first it has: methods name their losses differently) and the split's `eval_metric`,
     against the step. One colour per run in both panels."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     names = [train_metric] if isinstance(train_metric, str) else list(train_metric)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
@@ -149,11 +157,9 @@ def bars(runs, splits, metric: str, out: str, step: int | None = None,
          chance: float | None = None) -> np.ndarray:
     """Horizontal bars of `metric`, one group per run (top to bottom in the order given), one bar
     per split. Returns the plotted values, shape (runs, splits)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    values = np.array([[(last_evaluation(r, s) if step is None else evaluation_at(r, s, step))
-                        .get(metric, np.nan) for s in splits] for r in runs], dtype=float)
+    plt = _pyplot()
+    values = np.array([[evaluation(r, s, step).get(metric, np.nan) for s in splits]
+                       for r in runs], dtype=float)
     names = [os.path.basename(os.path.normpath(r)) for r in runs]
     height = 0.8 / len(splits)
     fig, ax = plt.subplots(figsize=(7, 0.9 + 0.32 * len(runs) * max(1, len(splits) * 0.7)), dpi=110)

@@ -67,9 +67,11 @@ import math
 import numpy as np
 
 from sbirjax.data import synthetic_shapes as shapes
+from sbirjax.data import synthetic_styles as styles
 
 CANVAS = 256.0
 _DENSE = 0.012  # spacing (object units) of the densely sampled strokes a user traces
+STYLE_MODELS = ("basic", "rich")
 _DEFAULT_UNSEEN = ("round body with legs", "square body with wheels",
                    "triangular body with handle", "hexagonal body with antenna",
                    "diamond body with legs")
@@ -88,6 +90,9 @@ class WorldSpec:
     photo_size: int = 128
     gzs_seen_fraction: float = 0.2
     unseen_categories: tuple[str, ...] = _DEFAULT_UNSEEN
+    # 'basic': low-level drawing habits only (the first world); 'rich': persistent person-specific
+    # distortions as well (sbirjax/data/synthetic_styles.py).
+    style_model: str = "basic"
 
     def __post_init__(self):  # configs may hand over a list: keep the spec hashable
         object.__setattr__(self, "unseen_categories", tuple(self.unseen_categories))
@@ -140,6 +145,8 @@ def _validate(spec: WorldSpec):
             raise ValueError(f"{field}={k} must lie in [{low}, {avail}] (the available users)")
     if not 0.0 <= spec.gzs_seen_fraction <= 1.0:
         raise ValueError("gzs_seen_fraction must lie in [0, 1]")
+    if spec.style_model not in STYLE_MODELS:
+        raise ValueError(f"style_model={spec.style_model!r}: use one of {STYLE_MODELS}")
     if spec.photo_size < 16:
         raise ValueError("photo_size must be at least 16")
     unseen = tuple(spec.unseen_categories)
@@ -235,8 +242,11 @@ def _densify(strokes) -> dict:
                 role=[s[0] for s in strokes], group=[s[3] for s in strokes])
 
 
-def _draw_sketch(dense: dict, user: dict, rng: np.random.Generator) -> np.ndarray:
-    """One sketch of an instance by a user: (N, 3) float32 (x, y, pen) on the 256 canvas."""
+def _draw_sketch(dense: dict, user: dict, rng: np.random.Generator,
+                 rich_rng: np.random.Generator | None = None) -> np.ndarray:
+    """One sketch of an instance by a user: (N, 3) float32 (x, y, pen) on the 256 canvas.
+    Rich users (synthetic_styles.py) draw their extra habits from `rich_rng`."""
+    rich = "warp_amp" in user
     var = user["variability"]
     role, group = dense["role"], dense["group"]
     k = len(role)
@@ -250,6 +260,8 @@ def _draw_sketch(dense: dict, user: dict, rng: np.random.Generator) -> np.ndarra
         key = np.arange(len(details)) + 0.7 * z[:len(details), 0]
         details = [details[i] for i in np.argsort(key)]
     chosen = body + (part + details if rng.random() < user["part_first"] else details + part)
+    if rich:
+        chosen = styles.partial(chosen, body, user, rich_rng)
 
     # object -> canvas: user bias plus per-sketch variation
     g = rng.normal(size=5)
@@ -259,7 +271,8 @@ def _draw_sketch(dense: dict, user: dict, rng: np.random.Generator) -> np.ndarra
     off = np.array([user["offset_x"], user["offset_y"]]) + 4 * var * g[3:5] + CANVAS / 2
     ca, sa = math.cos(ang), math.sin(ang)
     mat = np.array([[st, 0.0], [0.0, 1 / st]]) @ np.array([[ca, sa], [-sa, ca]]) * scale
-    pts = dense["pts"] @ mat + off
+    obj = styles.warp_points(dense["pts"], dense, user, rich_rng) if rich else dense["pts"]
+    pts = obj @ mat + off
 
     pieces, loop = [], []
     for i in chosen:
@@ -285,6 +298,15 @@ def _draw_sketch(dense: dict, user: dict, rng: np.random.Generator) -> np.ndarra
             if r[i, 5] < user["overtrace"] * (1.3 if role[i] == "body" else 0.8):
                 pieces.append(p + (1.5 + user["wobble"]) * z[i, 3:5])
                 loop.append(loop[-1])
+    if rich:
+        for i in body:
+            s0, n = dense["start"][i], dense["count"][i]
+            for line in styles.hatch(obj[s0:s0 + n], user, rich_rng):
+                pieces.append(line @ mat + off)
+                loop.append(False)
+        cut = [styles.dashes(p, user, rich_rng) for p in pieces]
+        loop = [lp and len(c) == 1 for lp, c in zip(loop, cut) for _ in c]
+        pieces = [d for c in cut for d in c]
 
     spacing = user["spacing"] * math.exp(rng.normal(0, 0.1))
     pts, sid, s = _resample(pieces, spacing, np.where(loop, 6, 2))
@@ -320,6 +342,10 @@ def generate(spec: WorldSpec = WorldSpec()) -> World:
     test_users = np.arange(n_train_users, spec.num_users)
     user_rng = _rng(spec.seed, 1)
     users = [_sample_user(user_rng) for _ in range(spec.num_users)]
+    if spec.style_model == "rich":
+        rich_rng = _rng(spec.seed, 7)
+        users = [dict(u, **{k: np.asarray(v).tolist() for k, v in styles.sample_user(rich_rng).items()})
+                 for u in users]
 
     photos, dense = [], []
     for c, (body, part) in enumerate(words):
@@ -344,7 +370,8 @@ def generate(spec: WorldSpec = WorldSpec()) -> World:
             sketches.append(dict(
                 sketch_id=f"{ph['photo_id']}_u{u:02d}", photo_id=ph["photo_id"], photo_index=j,
                 category=ph["category"], user=int(u),
-                strokes=_draw_sketch(dense[j], users[u], _rng(spec.seed, 4, j, u))))
+                strokes=_draw_sketch(dense[j], users[u], _rng(spec.seed, 4, j, u),
+                                     _rng(spec.seed, 6, j, u))))
 
     p_cat = np.array([p["category"] for p in photos])
     p_test = np.array([p["instance"] >= n_inst - n_test for p in photos])

@@ -9,16 +9,23 @@ and the model stays at chance, first or second order; at 5e-4 it learns a little
 three (the others end at or near chance), and no setting tried reaches the `inner0` ablation.
 --config.meta.inner_lr=5e-3 gives the code's value.
 
-The argument picks an ablation (README, "StyleMeUp on the synthetic world"):
+The argument is 'ablation[,styles]'. The ablation (README, "StyleMeUp on the synthetic world"):
   full (default) | no_ft | no_reg | fixed_ft | first_order | model_first_order | mldg |
   inner0 .. inner4
   python -m sbirjax.main --config=configs/synthetic_stylemeup.py:no_ft
+',styles' trains and evaluates on the second world, whose 48 users have persistent person-specific
+styles (docs/stylemeup_styles.md), e.g. with another episode design and update:
+  python -m sbirjax.main --config=configs/synthetic_stylemeup.py:full,styles \
+      --config.meta.episode=disjoint --config.meta.update=tseng
 """
 from sbirjax import defaults
 
 
 def get_config(arg="full"):
-    c = defaults.stylemeup(arg)
+    tokens = [t for t in (arg or "full").split(",") if t]
+    if any(t != "styles" for t in tokens[1:]):
+        raise ValueError(f"configs/synthetic_stylemeup.py: argument {arg!r}; use 'ablation[,styles]'")
+    c = defaults.stylemeup(tokens[0] if tokens else "full")
     c.data.name = "synthetic"
     c.data.image.size = 64
     # 400 meta-steps of 12 tasks (14,400 sketches seen; the Triplet-SN default sees 25,600).
@@ -28,4 +35,6 @@ def get_config(arg="full"):
     c.eval_every = 200
     c.checkpoint_every = 50
     c.eval.splits = {"test": ("test", "test"), "test_seen_users": ("test_seen_users", "test")}
+    if "styles" in tokens[1:]:
+        c.data.synthetic = dict(defaults.STYLES_WORLD)
     return c

@@ -36,7 +36,7 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
         raise ValueError(f"config.method is {config.method!r}: the probe is for StyleMeUp runs")
     train_split, _ = train.load_data(config, log=log)
     _, module, params, step = run_state.restore_params(config, workdir, step, log=log)
-    builder = examples.make("meta_task", train_split, config.data)
+    builder = examples.make("meta_task", train_split, config.data, config.meta.episode)
     rng = np.random.default_rng(config.seed)
     picked = rng.choice(len(builder), min(num_tasks, len(builder)), replace=False)
     tasks = jax.tree.map(lambda *a: np.stack(a), *[builder(int(i), rng) for i in picked])

@@ -100,7 +100,15 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # Tasks run together: 0 = vmap all of them; k = chunks of k in sequence. Memory falls
         # only with remat (recompute each task's forward in the backward pass): at 256 px all 12
         # tasks at once need ~31 GB; task_chunk=4 with remat=True about a third of that.
-        "task_chunk": 0, "remat": False})
+        "task_chunk": 0, "remat": False,
+        # What the inner and outer losses see (sbirjax/data/episodes.py): 'official' (the
+        # released code's episode), 'disjoint' or 'user_split'.
+        "episode": "official",
+        # 'maml': every parameter takes the meta-gradient (the paper). 'tseng': the model takes
+        # the gradient of its plain inner (meta-train) loss and only the FT layers and the
+        # regulariser take the meta-gradient (Tseng et al., ICLR 2020); combine with
+        # unadapted_weight > 0 for MLDG's extra outer loss of the un-adapted model.
+        "update": "maml"})
     if ablation.startswith("inner"):
         c.meta.inner_steps = int(ablation[len("inner"):])
     c.optim.lr = 1e-4

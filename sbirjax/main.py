@@ -37,10 +37,26 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0.
 EXIT_PREEMPTED = 143  # what a shell reports for a process killed by SIGTERM (128 + 15)
 
 
+def check(config) -> None:
+    """Config choices that the data or the method cannot serve, before any build or compile."""
+    if "meta" in config:
+        from sbirjax import meta
+        from sbirjax.data import episodes
+        episodes.check(config.meta.episode, pairing=config.data.pairing,
+                       num_users=episodes.training_users(config.data))
+        if config.meta.update not in meta.UPDATES:
+            raise ValueError(f"config.meta.update={config.meta.update!r}: use one of {meta.UPDATES}")
+
+
 def run(config, workdir: str) -> int:
     """Train and evaluate; the exit status (see the module doc)."""
     from sbirjax import train
     from tfds_builders.common import DatasetLayoutError
+    try:
+        check(config)
+    except ValueError as e:  # a config choice, not a bug: no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         train.train_and_evaluate(config, workdir)
     except DatasetLayoutError as e:  # a user's download, not a bug: no traceback

@@ -20,6 +20,13 @@ first order collapses the same way there, so that is not the whole cause.
 is, before any inner step (the meta-train term of MLDG, Li et al. 2018, here on the outer data):
 the model that test queries use must then solve each task by itself, not only after adapting.
 0 follows the StyleMeUp paper.
+
+`update='tseng'` is the learning-to-learn update of Tseng et al. (ICLR 2020), whose
+feature-wise transformation layers StyleMeUp borrows: the model (the `mask`ed leaves) takes the
+gradient of its plain inner (meta-train) loss, and only the other leaves (FT layers, regulariser)
+take the meta-gradient of the outer loss through the inner step. The objective is
+    inner_loss(params | others constant) + outer_loss(adapted(params | model constant)),
+so each group sees exactly one of the two terms. 'maml' (default) sends the meta-gradient to all.
 """
 from __future__ import annotations
 
@@ -27,6 +34,14 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+
+UPDATES = ("maml", "tseng")
+
+
+def _constant_where(params, mask, value: bool):
+    """params with the leaves whose mask equals `value` cut from the gradient."""
+    return jax.tree.map(lambda p, m: jax.lax.stop_gradient(p) if m == value else p, params, mask)
 
 
 def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, first_order: bool,
@@ -47,7 +62,8 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
               steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False,
-              model_first_order: bool = False, unadapted_weight: float = 0.0):
+              model_first_order: bool = False, unadapted_weight: float = 0.0,
+              update: str = "maml"):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
@@ -61,15 +77,24 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
     size (StyleMeUp at 256 px: ~2.6 GB a task); with remat and chunks of k, only k tasks' worth
     is live, for about one more forward pass of compute.
     """
+    if update not in UPDATES:
+        raise ValueError(f"config.meta.update={update!r}: use one of {UPDATES}")
     n = jax.tree.leaves(tasks)[0].shape[0]
+    tseng = update == "tseng"
 
     def one(task, key):
         k_in, k_out = jax.random.split(key)
+        start = _constant_where(params, mask, True) if tseng else params
         # Each inner step draws its own randomness (FT noise, dropout, z_var samples).
         adapted, inner_aux = sgd_adapt(
-            params, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
+            start, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
             steps=steps, mask=mask, first_order=first_order, model_first_order=model_first_order)
         loss, aux = outer_loss(adapted, task, k_out)
+        if tseng:  # the model's own gradient: its inner loss, with the first inner step's draws
+            plain, _ = inner_loss(_constant_where(params, mask, False), task,
+                                  jax.random.fold_in(k_in, 0))
+            aux = dict(aux, outer_loss=loss, plain_loss=plain)
+            loss = loss + plain
         if unadapted_weight:  # its own key, so w = 0 leaves every other draw as it was
             base, _ = outer_loss(params, task, jax.random.fold_in(k_out, 1))
             loss = loss + unadapted_weight * base

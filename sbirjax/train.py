@@ -93,6 +93,12 @@ def _save_config(config, workdir: str) -> None:
         config.to_json_best_effort(indent=2, sort_keys=True))
 
 
+def episode(config) -> str:
+    """The meta-learning episode design (sbirjax/data/episodes.py); methods without meta-learning
+    have no `meta` block and take the default."""
+    return config.meta.episode if "meta" in config else "official"
+
+
 def load_data(config, log=print):
     """Build (if needed) and open the train split and the eval splits the config names."""
     sketch_builder, photo_builder = tfds_io.prepared_builders(config.data, log=log)
@@ -233,7 +239,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
 def _loop(config, state, step_fn, step_rng, train_split, method, mesh, ckpt, report, run_eval,
           start, total):
     local_bs = sharding.local_batch_size(config.batch_size, mesh)
-    example_fn = examples.make(method.train_inputs, train_split, config.data)
+    example_fn = examples.make(method.train_inputs, train_split, config.data, episode(config))
     stream = pipeline.train_stream(
         len(example_fn), example_fn, local_batch=local_bs, seed=config.seed,
         start_step=start, process_index=jax.process_index(), process_count=jax.process_count())

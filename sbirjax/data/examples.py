@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sbirjax.data import augment, captions
+from sbirjax.data import augment, captions, episodes
 
 
 PAIRINGS = ("instance", "category")
@@ -89,12 +89,19 @@ class MetaTaskExamples(TripletExamples):
     keeps photos with sketch indices 1, 2 and 3). A sketch of unknown user (-1) counts as its own
     style. With pairing 'category' a task is a photo, a photo of another class and `styles`
     sketches of the photo's class (datasets without user ids: every sketch its own style).
+
+    `episode` (sbirjax/data/episodes.py) decides what the outer (meta-test) part holds:
+    'official' the layout above; 'disjoint' and 'user_split' add 'outer_sketches' (2 sketches),
+    'outer_photo' and 'outer_negative' of another photo, and keep two inner sketches.
     """
 
     styles = 3
 
-    def __init__(self, split, image_config, augment_config, pairing: str = "instance"):
+    def __init__(self, split, image_config, augment_config, pairing: str = "instance",
+                 episode: str = "official"):
         super().__init__(split, image_config, augment_config, pairing)
+        episodes.check(episode, pairing=pairing)
+        self.episode = episode
         by_photo: dict[int, list[int]] = {}
         if pairing == "category":  # every photo of a class shares the sketches of the class
             by_class: dict[int, list[int]] = {}
@@ -117,13 +124,43 @@ class MetaTaskExamples(TripletExamples):
         if len(self.task_photos) == 0:
             raise ValueError(f"no photo of split {split.name} has sketches by {self.styles} "
                              "distinct users: meta-learning tasks cannot be formed")
+        self.picker = episodes.Picker(self.sketches_of, users)
+        if episode == "user_split":
+            episodes.check(episode, num_users=len(self.picker.photos_by_user))
 
     def __len__(self):
         return len(self.task_photos)
 
+    def _part(self, rng, photo: int, sketches: list, flip: bool) -> tuple:
+        """(sketches (k, H, W, 3), photo, negative) of one part of an episode."""
+        s = self.split
+        _, neg = self._positive_negative(rng, int(s.photo_category[photo]), photo)
+        images = [self._prepare(augment.sketch_image(s.sketches[i], self.image), rng, flip)
+                  for i in sketches]
+        return (np.stack(images),
+                self._prepare(augment.photo_image(s.photos[photo], self.image), rng, flip),
+                self._prepare(augment.photo_image(s.photos[neg], self.image), rng, flip))
+
+    def _episode(self, pos: int, rng: np.random.Generator) -> dict:
+        if self.episode == "user_split":
+            inner, other, outer = self.picker.user_split_parts(pos, rng)
+        else:
+            inner = self.picker.two_by(pos, lambda u: True, rng)
+            held_out = self.picker.two_by(  # a third style, held out of the inner part
+                pos, lambda u: u not in {int(self.users[i]) for i in inner}, rng)[0]
+            other, outer = self.picker.disjoint_outer(pos, held_out, rng)
+        flip = bool(rng.random() < self.aug.flip_prob)
+        sk, ph, ng = self._part(rng, pos, inner, flip)
+        flip = bool(rng.random() < self.aug.flip_prob)  # the outer photo is another example
+        osk, oph, ong = self._part(rng, other, outer, flip)
+        return {"sketches": sk, "photo": ph, "negative": ng,
+                "outer_sketches": osk, "outer_photo": oph, "outer_negative": ong}
+
     def __call__(self, index, rng: np.random.Generator):
         s = self.split
         pos = int(self.task_photos[int(index)])
+        if self.episode != "official":
+            return self._episode(pos, rng)
         chosen, seen = [], set()
         for i in rng.permutation(self.sketches_of[pos]):
             if self.users[i] not in seen:
@@ -144,11 +181,14 @@ BUILDERS = {"triplet": TripletExamples, "meta_task": MetaTaskExamples,
             "image_text": captions.ImageTextExamples}
 
 
-def make(kind: str, split, data_config):
+def make(kind: str, split, data_config, episode: str = "official"):
     """The example builder `kind` over `split`, configured by `config.data`: image-text builders
-    take config.data.text, the sketch-photo ones config.data.pairing."""
+    take config.data.text, the sketch-photo ones config.data.pairing; meta-learning tasks also
+    `episode` (config.meta.episode)."""
     if kind not in BUILDERS:
         raise KeyError(f"no example builder {kind!r}; known: {sorted(BUILDERS)}")
     last = (data_config.text if kind == "image_text"
             else data_config.get("pairing", "instance"))
+    if kind == "meta_task":
+        return BUILDERS[kind](split, data_config.image, data_config.augment, last, episode)
     return BUILDERS[kind](split, data_config.image, data_config.augment, last)

@@ -15,7 +15,10 @@ sketchers differ:
 - line density: some users hatch the body with parallel strokes at their own angle and spacing;
 - stroke length: some users draw in short dashes of their own length;
 - partial drawings: users stop before the end (details and parts, drawn after the body, are
-  dropped first).
+  dropped first);
+- personal shorthand: each user renders the interior patterns and the emblems in their own way
+  (a fixed, user-specific substitution: one user's 'dots' are another's 'stripes') and tends to
+  draw one repeated element too many or too few (pattern elements, legs, wheels, antennas).
 
 Each distortion is mostly persistent (a user property) with small per-sketch variation; the
 unseen test users are drawn from the same distribution as the training users. Every draw here
@@ -27,7 +30,10 @@ import math
 
 import numpy as np
 
+from sbirjax.data import synthetic_shapes as shapes
+
 _WARP_TERMS = 3  # sinusoids per axis in a user's warp
+_PART_COUNTS = {"legs": (2, 4), "antenna": (1, 3), "wheels": (2, 3)}
 
 
 def sample_user(rng: np.random.Generator) -> dict:
@@ -48,7 +54,24 @@ def sample_user(rng: np.random.Generator) -> dict:
         complete=float(np.clip(u(0.45, 1.35), 0.45, 1.0)),  # share of non-body strokes drawn
         omit=u(0.0, 0.85),                                # replaces the basic range (0, 0.5)
         spacing=float(np.exp(u(np.log(4.5), np.log(24.0)))),
+        pattern_map=rng.permutation(len(shapes.PATTERNS)),  # the pattern drawn for each pattern
+        emblem_map=rng.permutation(len(shapes.EMBLEMS)),
+        count_bias=int(rng.choice([-1, 0, 1])),
     )
+
+
+def shorthand(params: dict, user: dict) -> dict:
+    """The instance as the user draws it: their substitutions and count habit applied."""
+    p = dict(params)
+    pattern = shapes.PATTERNS[user["pattern_map"][shapes.PATTERNS.index(p["pattern"])]]
+    lo, hi = shapes.PATTERN_COUNTS[pattern]
+    p["pattern"] = pattern
+    p["pattern_count"] = int(np.clip(p["pattern_count"] + user["count_bias"], lo, hi))
+    p["emblem"] = shapes.EMBLEMS[user["emblem_map"][shapes.EMBLEMS.index(p["emblem"])]]
+    if p["part"] in _PART_COUNTS:
+        lo, hi = _PART_COUNTS[p["part"]]
+        p["count"] = int(np.clip(p["count"] + user["count_bias"], lo, hi))
+    return p
 
 
 def partial(chosen: list, body: list, user: dict, rng: np.random.Generator) -> list:

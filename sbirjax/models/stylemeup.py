@@ -148,14 +148,29 @@ def inner_mask(params):
         {k: not (k == "reg_P" or "/ft" in f"/{k}") for k in flat}, sep="/")
 
 
+def episode_parts(task):
+    """((inner part, its sketch slots), (outer part, its sketch slots)) of a task.
+
+    The official episode (sbirjax/data/episodes.py) is one photo, its negative and three sketches:
+    inner on slots (0, 1), outer on the meta-train sketch 0 and the held-out sketch 2. The other
+    designs carry their outer part apart ('outer_*'), two sketches each."""
+    if "outer_photo" not in task:
+        return (task, (0, 1)), (task, (0, 2))
+    outer = {"sketches": task["outer_sketches"], "photo": task["outer_photo"],
+             "negative": task["outer_negative"]}
+    inner = {k: task[k] for k in ("sketches", "photo", "negative")}
+    return (inner, (0, 1)), (outer, (0, 1))
+
+
 def inner_and_outer(module, config):
     """The per-task (inner, outer) losses of meta-training: (params, task, rng) -> (loss, terms).
-    Inner: meta-train sketches (slots 0, 1), FT on, plus the regulariser; outer: a meta-train and
-    the held-out sketch (slots 0, 2), FT off, no regulariser."""
+    Inner: the meta-train part, FT on, plus the regulariser; outer: the meta-test part (the
+    held-out style; `episode_parts`), FT off, no regulariser."""
     m, w, margin = config.meta, dict(config.loss.weights), config.loss.margin
 
     def inner(p, task, key):
-        loss, terms = task_losses(module, p, task, key, w, margin, sketch_slots=(0, 1),
+        (part, slots), _ = episode_parts(task)
+        loss, terms = task_losses(module, p, part, key, w, margin, sketch_slots=slots,
                                   ft_active=module.ft)
         if m.regulariser:
             reg = regulariser(p)
@@ -163,7 +178,8 @@ def inner_and_outer(module, config):
         return loss, terms
 
     def outer(p, task, key):
-        return task_losses(module, p, task, key, w, margin, sketch_slots=(0, 2), ft_active=False)
+        _, (part, slots) = episode_parts(task)
+        return task_losses(module, p, part, key, w, margin, sketch_slots=slots, ft_active=False)
 
     return inner, outer
 
@@ -176,7 +192,8 @@ def meta_objective(module, params, tasks, rng, config):
                           steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order,
                           task_chunk=m.get("task_chunk", 0), remat=m.get("remat", False),
                           model_first_order=m.get("model_first_order", False),
-                          unadapted_weight=m.get("unadapted_weight", 0.0))
+                          unadapted_weight=m.get("unadapted_weight", 0.0),
+                          update=m.get("update", "maml"))
 
 
 def loss(module, params, batch, rng, config):

@@ -30,7 +30,10 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 def spec_tag(spec: synthetic.WorldSpec) -> str:
     if spec == synthetic.WorldSpec():
         return "default"
-    return hashlib.sha1(repr(dataclasses.astuple(spec)).encode()).hexdigest()[:10]
+    fields = dataclasses.astuple(spec)
+    if spec.style_model != "basic":  # the rich styles' generator has its own version
+        fields = fields + (synthetic.styles.VERSION,)
+    return hashlib.sha1(repr(fields).encode()).hexdigest()[:10]
 
 
 def make_config(kind: str, spec: synthetic.WorldSpec) -> SyntheticConfig:

@@ -32,6 +32,9 @@ import numpy as np
 
 from sbirjax.data import synthetic_shapes as shapes
 
+# Part of the dataset's tag (tfds_builders/synthetic_sbir.py): a change to what rich users draw
+# must bump it, or built datasets of the previous version would be reused.
+VERSION = 2
 _WARP_TERMS = 3  # sinusoids per axis in a user's warp
 _PART_COUNTS = {"legs": (2, 4), "antenna": (1, 3), "wheels": (2, 3)}
 

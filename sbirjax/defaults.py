@@ -49,7 +49,7 @@ def base() -> ml_collections.ConfigDict:
         "image_size": image_size})
     c.loss = ml_collections.ConfigDict({"margin": 0.2})
     c.optim = ml_collections.ConfigDict({
-        "name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.999, "weight_decay": 0.0,
+        "name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
         "warmup_steps": 0, "schedule": "constant", "grad_clip": 0.0, "groups": ()})
 
     c.eval = ml_collections.ConfigDict()

@@ -1,8 +1,11 @@
 """MA-SBIR values shared by configs/masbir_*.py and configs/synthetic_masbir.py. Only assembles values.
 
 Follows the official code (project notes, methods.md section B) unless marked:
-  - AdamW, weight decay 0.1, lr 5e-3 for the modality table and the discriminator; CLIP at
-    5e-3 x 1e-5 = 5e-8 (optim.groups); 5% linear warmup, then constant; batch 256; 100 epochs
+  - transformers' AdamW (optim.name 'adamw_hf': eps 1e-6 added to sqrt(v) before the bias
+    correction, decay applied to the updated weights; sbirjax/optim.py), weight decay 0.1 on every
+    parameter, lr 5e-3 for the modality table and the discriminator; CLIP at 5e-3 x 1e-5 = 5e-8
+    (optim.groups); warmup int(5% of the steps), linear from 0, then constant; batch 256;
+    100 epochs. optax's AdamW stays a choice: --config.optim.name=adamw --config.optim.eps=1e-8
   - loss weights clip 1, sem 0.1, disc 0.1, rec 0.02, orth 0, normalised by their sum (1.22);
     logit scale fixed at 2.6592 (x14.3); arange CLIP targets (loss.class_aware=False)
   - CLIP preprocessing: centre square resized to 224, CLIP mean/std (inside the model); no
@@ -76,8 +79,8 @@ def base(*, pretrained: str = CLIP_B32, image_size: int = 224) -> ml_collections
     c.loss = ml_collections.ConfigDict({
         "weights": {"clip": 1.0, "sem": 0.1, "disc": 0.1, "rec": 0.02, "orth": 0.0},
         "logit_scale": 2.6592, "class_aware": False})
-    c.optim = ml_collections.ConfigDict({
-        "name": "adamw", "lr": 5e-3, "b1": 0.9, "b2": 0.999, "weight_decay": 0.1,
+    c.optim.update({
+        "name": "adamw_hf", "lr": 5e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-6, "weight_decay": 0.1,
         "warmup_steps": 0, "warmup_fraction": 0.05, "schedule": "constant", "grad_clip": 0.0,
         "groups": clip_groups("code")})
 

@@ -1,8 +1,13 @@
 """Optimiser from config: schedule, parameter groups by regex, frozen parameters.
 
 config.optim:
-  name: 'adam' | 'adamw' | 'sgd'
-  lr, weight_decay, b1, b2, grad_clip (0 = off)
+  name: 'adam' | 'adamw' | 'adamw_hf' | 'sgd'
+        adam, adamw: optax's (eps added to the bias-corrected sqrt(v); adamw decays the weights
+        before the step, scaled by the scheduled lr)
+        adamw_hf: the AdamW of transformers.optimization (4.x), which the official MA-SBIR code
+        trains with: eps added to sqrt(v) before the bias correction, and the decay applied after
+        the step, to the updated weights (adamw_hf below)
+  lr, weight_decay, b1, b2, eps, grad_clip (0 = off)
   warmup_steps (int) or warmup_fraction (of total steps), schedule: 'constant' | 'cosine'
   groups: list of (regex, lr_multiplier); multiplier 0 freezes the matching parameters.
           First match wins; unmatched parameters get multiplier 1. Patterns are matched with
@@ -10,10 +15,56 @@ config.optim:
 """
 from __future__ import annotations
 
+import math
 import re
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 from flax import traverse_util
+
+
+class AdamWHFState(NamedTuple):
+    count: jax.Array  # steps taken
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def adamw_hf(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+             weight_decay: float = 0.0, correct_bias: bool = True) -> optax.GradientTransformation:
+    """transformers.optimization.AdamW (4.x) as an optax transformation. At step t (from 1), with
+    lr the schedule at t - 1:
+        m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+        p' = p - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+        p'' = p' - lr * weight_decay * p'
+    eps sits inside the bias correction, so it acts as eps / sqrt(1 - b2^t) in optax's terms,
+    and the decay scales the already updated weights. Returns the update p'' - p."""
+    schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
+    # 1 - b^t as -expm1(t log b): accurate in float32, where 1 - 0.999^t loses ~4 digits at t = 1
+    log_b1, log_b2 = math.log(b1), math.log(b2)
+
+    def init_fn(params):
+        return AdamWHFState(count=jnp.zeros((), jnp.int32), mu=jax.tree.map(jnp.zeros_like, params),
+                            nu=jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(grads, state, params=None):
+        lr = schedule(state.count)
+        count = optax.safe_int32_increment(state.count)
+        mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, grads)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * g * g, state.nu, grads)
+        step_size = lr
+        if correct_bias:
+            t = count.astype(jnp.float32)
+            step_size = lr * jnp.sqrt(-jnp.expm1(t * log_b2)) / -jnp.expm1(t * log_b1)
+        adam = jax.tree.map(lambda m, v: -step_size * m / (jnp.sqrt(v) + eps), mu, nu)
+        if weight_decay:
+            if params is None:
+                raise ValueError("adamw_hf with weight decay needs the parameters")
+            adam = jax.tree.map(lambda a, p: a - lr * weight_decay * (p + a), adam, params)
+        return adam, AdamWHFState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def param_path_labels(params, groups) -> dict:
@@ -31,7 +82,8 @@ def param_path_labels(params, groups) -> dict:
 
 
 def make_schedule(optim, total_steps: int):
-    warmup = int(optim.get("warmup_steps", 0) or round(optim.get("warmup_fraction", 0.0) * total_steps))
+    # A fraction is floored, as int(t_total * warmup_ratio) in the official MA-SBIR code.
+    warmup = int(optim.get("warmup_steps", 0) or optim.get("warmup_fraction", 0.0) * total_steps)
     warmup = min(warmup, max(total_steps - 1, 0))
     if optim.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(
@@ -46,12 +98,16 @@ def make_schedule(optim, total_steps: int):
 
 def _base(optim, schedule):
     if optim.name == "adam":
-        return optax.adam(schedule, b1=optim.b1, b2=optim.b2)
+        return optax.adam(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps)
     if optim.name == "adamw":
-        return optax.adamw(schedule, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay)
+        return optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                           weight_decay=optim.weight_decay)
+    if optim.name == "adamw_hf":
+        return adamw_hf(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                        weight_decay=optim.weight_decay)
     if optim.name == "sgd":
         return optax.sgd(schedule)
-    raise ValueError(f"config.optim.name={optim.name!r}: use 'adam', 'adamw' or 'sgd'.")
+    raise ValueError(f"config.optim.name={optim.name!r}: use 'adam', 'adamw', 'adamw_hf' or 'sgd'.")
 
 
 def make_optimizer(optim, total_steps: int, params) -> optax.GradientTransformation:

@@ -66,7 +66,10 @@ def test_discriminator_excludes_the_source_modality():
 
 def test_orthogonality_and_clip_loss():
     table = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.0, 0.0]])
-    np.testing.assert_allclose(masbir.orthogonality_loss(jnp.array([[1.0, 0.0]]), table), 1.5 / 8)
+    # summed over d, averaged over the 4 rows: (1 + 0 + 0.5 + 0) / 4
+    np.testing.assert_allclose(masbir.orthogonality_loss(jnp.array([[1.0, 0.0]]), table), 1.5 / 4)
+    centres = jnp.array([[1.0, 0.0], [0.0, 1.0]])  # two rows: (1.5 + 1.5) / 8
+    np.testing.assert_allclose(masbir.orthogonality_loss(centres, table), 3.0 / 8)
     z, s = jnp.eye(2), 2.0
     arange = masbir.clip_loss(z, z, jnp.array([0, 0]), s)
     np.testing.assert_allclose(arange, np.log1p(np.exp(-s)), rtol=1e-5)

@@ -16,7 +16,8 @@ with the code's weights is the code's division by 1.22):
   rec   (1 - cos(s_txt + m[mod_img], z_img)) + (1 - cos(s_img + m[mod_txt], z_txt))
   disc  cross-entropy of the discriminator on s converted to every modality except the source's
         own, averaged over image and text sources; cooperative (no gradient reversal)
-  orth  mean |c * m_k| over the batch and the 4 rows (elementwise, as written); weight 0 in the code
+  orth  sum_d |c_d * m_k,d|, averaged over the batch and the 4 rows (the code divides the sum of
+        every |c * m_k| element by 4B); weight 0 in the code
 CLIP's own `logit_scale` parameter is unused (the scale is fixed).
 
 Retrieval: gallery = photo z_img; queries 'sketch' = raw sketch z_img and 'converted' =
@@ -121,7 +122,10 @@ def discriminator_loss(logits, source):
 
 
 def orthogonality_loss(centre, table):
-    return jnp.mean(jnp.abs(centre[:, None, :] * table[None, :, :]))
+    """Summed over the d dimensions, averaged over the (b, k) pairs, as the code (which divides by
+    its count of nonzero centre rows, 4B, plus 1e-6)."""
+    pairs = jnp.abs(centre[:, None, :] * table[None, :, :])  # (b, 4, d)
+    return jnp.sum(pairs) / (pairs.shape[0] * pairs.shape[1])
 
 
 def loss_terms(z_img, z_txt, table, mod_img, mod_txt, labels, discriminate, *, scale,

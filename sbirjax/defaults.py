@@ -5,9 +5,9 @@ import ml_collections
 
 
 # The second synthetic world (sbirjax/data/synthetic.py WorldSpec fields): 48 users with persistent
-# person-specific styles, 12 of them unseen in training. Frozen by Triplet-SN alone before any
+# person-specific styles, 24 of them unseen in training. Frozen by Triplet-SN alone before any
 # StyleMeUp run on it (docs/stylemeup_styles.md).
-STYLES_WORLD = {"num_users": 48, "num_test_users": 12, "style_model": "rich"}
+STYLES_WORLD = {"num_users": 48, "num_test_users": 24, "style_model": "rich"}
 
 
 def base() -> ml_collections.ConfigDict:

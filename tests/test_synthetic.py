@@ -196,3 +196,42 @@ def test_spec_is_hashable_with_list_input():
     assert isinstance(spec.unseen_categories, tuple)
     assert hash(spec) == hash(synthetic.WorldSpec(
         unseen_categories=("round body with legs", "square body with wheels")))
+
+
+# ----------------------------------------------------------------------------- rich styles
+RICH = dataclasses.replace(SMALL, style_model="rich", instances_per_category=3,
+                           test_instances_per_category=1)
+
+
+@pytest.fixture(scope="module")
+def rich():
+    return synthetic.generate(RICH)
+
+
+def test_rich_world_is_deterministic_and_keeps_the_basic_world(rich, world):
+    again = synthetic.generate(RICH)
+    for a, b in zip(rich.sketches, again.sketches):
+        np.testing.assert_array_equal(a["strokes"], b["strokes"])
+    assert rich.users == again.users
+    # the basic world draws nothing from the rich streams: the photos of a spec are the same
+    basic = synthetic.generate(dataclasses.replace(RICH, style_model="basic"))
+    for a, b in zip(rich.photos, basic.photos):
+        np.testing.assert_array_equal(a["image"], b["image"])
+    assert all("warp_amp" not in u for u in world.users)
+    assert all("warp_amp" in u and "pattern_map" in u for u in rich.users)
+    with pytest.raises(ValueError, match="style_model"):
+        synthetic.generate(dataclasses.replace(RICH, style_model="fancy"))
+
+
+def test_rich_sketch_format(rich):
+    for s in rich.sketches:
+        st = s["strokes"]
+        assert st.dtype == np.float32 and st.ndim == 2 and st.shape[1] == 3
+        assert st[-1, 2] == 1 and set(np.unique(st[:, 2])) <= {0.0, 1.0}
+        assert st[:, :2].min() >= 0 and st[:, :2].max() < 256
+
+
+def test_rich_datasets_have_their_own_tag():
+    from tfds_builders import synthetic_sbir
+    assert synthetic_sbir.spec_tag(RICH) != synthetic_sbir.spec_tag(
+        dataclasses.replace(RICH, style_model="basic"))

@@ -347,7 +347,7 @@ def generate(spec: WorldSpec = WorldSpec()) -> World:
         users = [dict(u, **{k: np.asarray(v).tolist() for k, v in styles.sample_user(rich_rng).items()})
                  for u in users]
 
-    photos, dense, instance_params = [], [], []
+    photos, dense = [], []
     for c, (body, part) in enumerate(words):
         for i in range(n_inst):
             rng = _rng(spec.seed, 2, c, i)
@@ -356,7 +356,6 @@ def generate(spec: WorldSpec = WorldSpec()) -> World:
             photos.append(dict(photo_id=f"c{c:02d}_i{i:03d}", category=c, instance=i,
                                image=shapes.render_photo(geom, params, rng, spec.photo_size)))
             dense.append(_densify(geom["strokes"]))
-            instance_params.append(params)
 
     sketches = []
     for j, ph in enumerate(photos):
@@ -368,14 +367,10 @@ def generate(spec: WorldSpec = WorldSpec()) -> World:
                 rng.choice(test_users, spec.test_sketches_per_instance, replace=False),
                 rng.choice(train_users, spec.seen_user_sketches_per_test_instance, replace=False)])
         for u in np.sort(who):
-            drawn = dense[j]
-            if spec.style_model == "rich":  # the user's own shorthand of this instance
-                drawn = _densify(shapes.build_geometry(
-                    styles.shorthand(instance_params[j], users[u]))["strokes"])
             sketches.append(dict(
                 sketch_id=f"{ph['photo_id']}_u{u:02d}", photo_id=ph["photo_id"], photo_index=j,
                 category=ph["category"], user=int(u),
-                strokes=_draw_sketch(drawn, users[u], _rng(spec.seed, 4, j, u),
+                strokes=_draw_sketch(dense[j], users[u], _rng(spec.seed, 4, j, u),
                                      _rng(spec.seed, 6, j, u))))
 
     p_cat = np.array([p["category"] for p in photos])

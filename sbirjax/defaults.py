@@ -46,7 +46,11 @@ def base() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict({
         "widths": (32, 64, 128, 256, 256), "hidden": 512, "embed_dim": 64, "dropout": 0.5,
-        "image_size": image_size})
+        "image_size": image_size,
+        # 'scratch': the conv encoder above; 'efficientnet_lite0' (or lite1, lite2): an ImageNet
+        # trunk in its place (Triplet-SN; docs/pretrained.md), its weights loaded at the start,
+        # its BatchNorm statistics frozen, trained at lr * backbone_lr_mult (0 freezes it).
+        "backbone": "scratch", "backbone_lr_mult": 0.1})
     c.loss = ml_collections.ConfigDict({"margin": 0.2})
     c.optim = ml_collections.ConfigDict({
         "name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,

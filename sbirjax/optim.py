@@ -12,6 +12,10 @@ config.optim:
   groups: list of (regex, lr_multiplier); multiplier 0 freezes the matching parameters.
           First match wins; unmatched parameters get multiplier 1. Patterns are matched with
           re.search against the '/'-joined parameter path, e.g. 'encoder/Conv_0/kernel'.
+
+A pretrained backbone (config.model.backbone other than 'scratch'; its parameters live under
+'backbone/') adds two groups around these: its BatchNorm statistics are always frozen (first),
+and whatever no configured group caught trains at model.backbone_lr_mult (last).
 """
 from __future__ import annotations
 
@@ -81,6 +85,23 @@ def param_path_labels(params, groups) -> dict:
     return traverse_util.unflatten_dict({k: label(k) for k in flat}, sep="/")
 
 
+BACKBONE = r"(^|/)backbone/"
+
+
+def param_groups(optim, model=None, params=None) -> list:
+    """config.optim.groups plus the pretrained backbone's groups when `model` names one."""
+    groups = list(optim.get("groups", ()))
+    if model is None or model.get("backbone", "scratch") == "scratch":
+        return groups
+    if params is not None and not any(re.search(BACKBONE, k) for k in
+                                      traverse_util.flatten_dict(params, sep="/")):
+        raise ValueError(f"config.model.backbone={model.backbone!r}, but the model has no "
+                         "'backbone/' parameters: this method does not take a pretrained "
+                         "backbone (Triplet-SN does); leave model.backbone='scratch'.")
+    return [(BACKBONE + r".*/(mean|var)$", 0.0), *groups,
+            (BACKBONE, float(model.get("backbone_lr_mult", 1.0)))]
+
+
 def make_schedule(optim, total_steps: int):
     # A fraction is floored, as int(t_total * warmup_ratio) in the official MA-SBIR code.
     warmup = int(optim.get("warmup_steps", 0) or optim.get("warmup_fraction", 0.0) * total_steps)
@@ -110,10 +131,11 @@ def _base(optim, schedule):
     raise ValueError(f"config.optim.name={optim.name!r}: use 'adam', 'adamw', 'adamw_hf' or 'sgd'.")
 
 
-def make_optimizer(optim, total_steps: int, params) -> optax.GradientTransformation:
-    """Build the optax transformation; `params` (abstract is fine) fixes the group labels."""
+def make_optimizer(optim, total_steps: int, params, model=None) -> optax.GradientTransformation:
+    """Build the optax transformation; `params` (abstract is fine) fixes the group labels;
+    `model` (config.model) adds a pretrained backbone's groups (param_groups)."""
     schedule = make_schedule(optim, total_steps)
-    groups = list(optim.get("groups", ()))
+    groups = param_groups(optim, model, params)
     transforms = {"default": _base(optim, schedule)}
     for i, (_, mult) in enumerate(groups):
         if mult == 0:

@@ -44,7 +44,7 @@ def initial_params(config, fns, init_rng, method):
     """The parameters the run started from (its seed; pretrained weights loaded)."""
     state = fns.init(init_rng)
     params = jax.device_get(state.params)
-    if method.load_pretrained is not None and config.model.get("pretrained"):
+    if method.load_pretrained is not None and models.pretrained_source(config.model):
         params = method.load_pretrained(params, config.model)
     return params
 

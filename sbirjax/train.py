@@ -129,7 +129,7 @@ def compile_fns(config, method, module, mesh, total_steps: int, init_rng) -> Com
     """The jitted, sharded functions of a run: shared by the loop, the benchmarks and the tests."""
     image_shape = (config.data.image.size, config.data.image.size, 3)
     abstract_params = jax.eval_shape(lambda r: method.init(module, r, image_shape), init_rng)
-    tx = optim.make_optimizer(config.optim, total_steps, abstract_params)
+    tx = optim.make_optimizer(config.optim, total_steps, abstract_params, config.model)
 
     def init_state(rng):
         return state_lib.create(method.init(module, rng, image_shape), tx)
@@ -179,8 +179,9 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
         state = ckpt.restore(abstract_state, state_sh, start)
     else:
         state = fns.init(init_rng)
-        if method.load_pretrained is not None and config.model.get("pretrained"):
-            report.log(f"loading pretrained weights: {config.model.pretrained}")
+        source = models.pretrained_source(config.model)
+        if method.load_pretrained is not None and source:
+            report.log(f"loading pretrained weights: {source}")
             params = method.load_pretrained(jax.device_get(state.params), config.model)
             state = state.replace(params=jax.device_put(params, state_sh.params))
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state.params))

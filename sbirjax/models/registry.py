@@ -12,7 +12,8 @@ method is a frozen record of pure functions:
   embed_modalities: 'photo' embeds the gallery; every other entry is a query variant, evaluated
       separately ('sketch' reported without prefix, others as '<variant>/<metric>')
   load_pretrained: optional (params, model_config) -> params, applied on the host after a fresh
-      init (not on resume), e.g. to load CLIP weights
+      init (not on resume) when pretrained_source(model_config) names something, e.g. to load
+      CLIP weights or an ImageNet backbone
 """
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ class Method:
     train_inputs: str
     embed_modalities: tuple = ("sketch", "photo")
     load_pretrained: Callable[..., Any] | None = None
+
+
+def pretrained_source(model_config) -> str:
+    """What a fresh run loads over its initial parameters, '' for nothing: a checkpoint
+    (model.pretrained) or an ImageNet backbone (model.backbone other than 'scratch')."""
+    backbone = model_config.get("backbone", "scratch")
+    return model_config.get("pretrained") or ("" if backbone == "scratch" else backbone)
 
 
 def register(method: Method) -> Method:

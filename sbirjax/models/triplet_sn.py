@@ -3,6 +3,10 @@
 One shared conv encoder for sketches and photos, a linear embedding head, L2 normalisation, and a
 triplet loss (margin 0.2, Euclidean) with the sketch as anchor, its photo as positive and another
 photo as negative.
+
+With `backbone` set to an EfficientNet-Lite variant, the ImageNet trunk (sbirjax/models/
+efficientnet.py, no classifier) replaces the conv encoder and its hidden layer: the 1280-d pooled
+feature goes through dropout to the head. load_pretrained fills it with the ImageNet weights.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from sbirjax import losses
-from sbirjax.models import registry
+from sbirjax.models import efficientnet, efficientnet_weights, registry
 from sbirjax.models.convnet import ConvEncoder
 
 
@@ -20,22 +24,40 @@ class TripletSN(nn.Module):
     embed_dim: int = 64
     dropout: float = 0.5
     norm_affine: bool = True
+    backbone: str = "scratch"  # or an EfficientNet-Lite variant
 
     @nn.compact
     def __call__(self, images, *, train: bool = False):
-        h = ConvEncoder(self.widths, self.hidden, self.dropout, norm_affine=self.norm_affine,
-                        name="encoder")(images, train=train)
+        if self.backbone == "scratch":
+            h = ConvEncoder(self.widths, self.hidden, self.dropout, norm_affine=self.norm_affine,
+                            name="encoder")(images, train=train)
+        else:
+            h = efficientnet.EfficientNetLite(self.backbone, num_classes=0,
+                                              name="backbone")(images)["pooled"]
+            h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return losses.l2_normalize(nn.Dense(self.embed_dim, name="head")(h))
 
 
 def build(model_config) -> TripletSN:
+    backbone = model_config.get("backbone", "scratch")
+    if backbone != "scratch":
+        efficientnet.variant(backbone)  # an unknown name fails here, with the known ones
     return TripletSN(widths=tuple(model_config.widths), hidden=model_config.hidden,
                      embed_dim=model_config.embed_dim, dropout=model_config.dropout,
-                     norm_affine=model_config.get("norm_affine", True))
+                     norm_affine=model_config.get("norm_affine", True),
+                     backbone=backbone)
 
 
 def init(module, rng, image_shape):
     return module.init({"params": rng}, jnp.zeros((1, *image_shape), jnp.uint8))["params"]
+
+
+def load_pretrained(params, model_config):
+    """The backbone's ImageNet weights over a fresh init; the head keeps its initial values."""
+    if model_config.get("backbone", "scratch") == "scratch":
+        return params
+    return {**params, "backbone": efficientnet_weights.load(model_config.backbone,
+                                                            params["backbone"])}
 
 
 def loss(module, params, batch, rng, config):
@@ -58,4 +80,5 @@ def embed(module, params, images, modality):
 
 
 METHOD = registry.register(registry.Method(
-    name="triplet_sn", build=build, init=init, loss=loss, embed=embed, train_inputs="triplet"))
+    name="triplet_sn", build=build, init=init, loss=loss, embed=embed, train_inputs="triplet",
+    load_pretrained=load_pretrained))

@@ -5,6 +5,7 @@
                             [--out=compare.png] [--curves=curves.png --train_metric=loss]
                             [--bars=bars.png --bar_metric=rank_avg --bar_splits=test,test_seen_users
                              --chance=100.5]
+                            [--seeds --gap_split=test_seen_users]
 
 The table reads <run>/results.json (the last evaluation), or with --step the evaluation at that
 step from <run>/metrics.jsonl, so runs of different lengths compare at the same point.
@@ -14,6 +15,9 @@ the photo's sketches by different users: a curve further up and left means retri
 on who drew the sketch. --curves plots a training metric and the split's mean rank against the
 step, one line per run. --bars draws one metric per run as grouped bars, one bar per split, at
 --step or the last evaluation, with an optional dashed line at the chance level.
+--seeds groups runs whose directory names differ only in a trailing `_s<seed>` into one row of
+mean +- standard deviation over seeds (n-1), with --gap_split's values and the gap
+(gap_split minus split, computed per seed) beside each metric.
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ _BARS = flags.DEFINE_string("bars", "", "where to write the bar chart of --bar_m
 _BAR_METRIC = flags.DEFINE_string("bar_metric", "rank_avg", "metric for --bars")
 _BAR_SPLITS = flags.DEFINE_list("bar_splits", [], "splits for --bars; empty: --split only")
 _CHANCE = flags.DEFINE_float("chance", None, "--bars draws a dashed line at this value")
+_SEEDS = flags.DEFINE_bool("seeds", False, "one row per group of seeds (names ending _s<N>)")
+_GAP_SPLIT = flags.DEFINE_string("gap_split", "", "with --seeds: a second split and the gap")
 
 
 def records(run: str) -> list[dict]:
@@ -83,6 +89,46 @@ def table(runs, split: str, metric_names, step: int | None = None) -> str:
         values = evaluation(run, split, step)
         cells = [_fmt(m, values.get(m)) for m in metric_names]
         lines.append(f"| {os.path.basename(os.path.normpath(run))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_groups(runs) -> dict[str, list[str]]:
+    """Runs grouped by their directory name without a trailing '_s<digits>', in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        name = os.path.basename(os.path.normpath(run))
+        head, sep, tail = name.rpartition("_s")
+        groups.setdefault(head if sep and tail.isdigit() else name, []).append(run)
+    return groups
+
+
+def _mean_sd(name, values) -> str:
+    v = np.asarray(values, np.float64)
+    scale = 100.0 if name.startswith(("acc@", "map", "p@", "p_minr")) else 1.0
+    sd = f" +- {scale * np.std(v, ddof=1):.1f}" if len(v) > 1 else ""
+    return f"{scale * np.mean(v):.1f}{sd}"
+
+
+def seed_table(runs, split: str, metric_names, gap_split: str = "", step: int | None = None) -> str:
+    """Mean +- sd over seeds per group (seed_groups); with gap_split also its values and the
+    per-seed gap (gap_split minus split). Percentages for acc/mAP/P metrics."""
+    cols = []
+    for m in metric_names:
+        cols += [m] + ([f"{m} ({gap_split})", f"{m} gap"] if gap_split else [])
+    lines = ["| run | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for name, group in seed_groups(runs).items():
+        a = [evaluation(r, split, step) for r in group]
+        b = [evaluation(r, gap_split, step) for r in group] if gap_split else None
+        cells = []
+        for m in metric_names:
+            missing = [r for r, v in zip(group, a) if m not in v]
+            if missing:
+                raise ValueError(f"{missing[0]}: no '{m}' in split '{split}'")
+            cells.append(_mean_sd(m, [v[m] for v in a]))
+            if gap_split:
+                cells.append(_mean_sd(m, [v[m] for v in b]))
+                cells.append(_mean_sd(m, [y[m] - x[m] for x, y in zip(a, b)]))
+        lines.append(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -190,7 +236,10 @@ def main(argv):
     runs = argv[1:]
     if not runs:
         raise app.UsageError("give one or more run directories")
-    print(table(runs, _SPLIT.value, _METRICS.value, _STEP.value))
+    if _SEEDS.value:
+        print(seed_table(runs, _SPLIT.value, _METRICS.value, _GAP_SPLIT.value, _STEP.value))
+    else:
+        print(table(runs, _SPLIT.value, _METRICS.value, _STEP.value))
     if _OUT.value:
         plot(runs, _SPLIT.value, _OUT.value)
     if _CURVES.value:

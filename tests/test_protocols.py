@@ -150,3 +150,24 @@ def test_compare_at_a_step_and_curves(tmp_path):
     assert os.path.getsize(bars) > 1000
     with pytest.raises(ValueError, match="no 'seen' evaluation at step 5"):
         compare.bars([str(run)], ["seen"], "acc@1", bars, step=5)
+
+
+def test_compare_seed_table_groups_seeds_and_computes_the_gap(tmp_path):
+    runs = []
+    for name, unseen, seen in (("tri_s0", 0.40, 0.50), ("tri_s1", 0.44, 0.50), ("tri_s2", 0.42, 0.56),
+                               ("other", 0.1, 0.2)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps(
+            {"step": 8, "test": {"acc@10": unseen, "rank_avg": 10.0},
+             "test_seen_users": {"acc@10": seen, "rank_avg": 8.0}}))
+        runs.append(str(run))
+    assert compare.seed_groups(runs) == {"tri": runs[:3], "other": runs[3:]}
+    text = compare.seed_table(runs, "test", ["acc@10", "rank_avg"], gap_split="test_seen_users")
+    gaps = np.array([0.10, 0.06, 0.14]) * 100
+    row = [line for line in text.splitlines() if line.startswith("| tri |")][0]
+    want = f"| tri | 3 | 42.0 +- 2.0 | 52.0 +- 3.5 | {gaps.mean():.1f} +- {gaps.std(ddof=1):.1f} |"
+    assert row.startswith(want), (row, want)
+    assert "| other | 1 | 10.0 | 20.0 | 10.0 | 10.0 | 8.0 | -2.0 |" in text
+    with pytest.raises(ValueError, match="no 'acc@1' in split 'test'"):
+        compare.seed_table(runs, "test", ["acc@1"])

@@ -16,7 +16,7 @@ The argument is 'ablation[,styles]'. The ablation (README, "StyleMeUp on the syn
 ',styles' trains and evaluates on the second world, whose 48 users have persistent person-specific
 styles (docs/stylemeup_styles.md), e.g. with another episode design and update:
   python -m sbirjax.main --config=configs/synthetic_stylemeup.py:full,styles \
-      --config.meta.episode=disjoint --config.meta.update=tseng
+      --config.meta.episode=disjoint --config.meta.update_rule=tseng
 """
 from sbirjax import defaults
 

@@ -111,8 +111,9 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # 'maml': every parameter takes the meta-gradient (the paper). 'tseng': the model takes
         # the gradient of its plain inner (meta-train) loss and only the FT layers and the
         # regulariser take the meta-gradient (Tseng et al., ICLR 2020); combine with
-        # unadapted_weight > 0 for MLDG's extra outer loss of the un-adapted model.
-        "update": "maml"})
+        # unadapted_weight > 0 for MLDG's extra outer loss of the un-adapted model. (Not named
+        # 'update': that is a ConfigDict method.)
+        "update_rule": "maml"})
     if ablation.startswith("inner"):
         c.meta.inner_steps = int(ablation[len("inner"):])
     c.optim.lr = 1e-4

@@ -44,8 +44,9 @@ def check(config) -> None:
         from sbirjax.data import episodes
         episodes.check(config.meta.episode, pairing=config.data.pairing,
                        num_users=episodes.training_users(config.data))
-        if config.meta.update not in meta.UPDATES:
-            raise ValueError(f"config.meta.update={config.meta.update!r}: use one of {meta.UPDATES}")
+        if config.meta.update_rule not in meta.UPDATES:
+            raise ValueError(f"config.meta.update_rule={config.meta.update_rule!r}: "
+                             f"use one of {meta.UPDATES}")
 
 
 def run(config, workdir: str) -> int:

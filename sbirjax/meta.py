@@ -78,7 +78,7 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
     is live, for about one more forward pass of compute.
     """
     if update not in UPDATES:
-        raise ValueError(f"config.meta.update={update!r}: use one of {UPDATES}")
+        raise ValueError(f"config.meta.update_rule={update!r}: use one of {UPDATES}")
     n = jax.tree.leaves(tasks)[0].shape[0]
     tseng = update == "tseng"
 

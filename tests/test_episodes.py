@@ -134,7 +134,7 @@ def _setup(update="maml", tasks=None):
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
     config = ml_collections.ConfigDict({
         "meta": {"inner_lr": 0.5, "inner_steps": 1, "first_order": False, "regulariser": True,
-                 "update": update},
+                 "update_rule": update},
         "loss": {"margin": 0.2, "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
                                             "self_recon": 0.0, "triplet_inv": 1.0,
                                             "triplet_f": 1.0}}})
@@ -206,7 +206,7 @@ def test_tseng_update_model_takes_its_inner_gradient_ft_and_reg_the_meta_gradien
         rng = jax.random.key(1)
         g_tseng = jax.jit(jax.grad(
             lambda p: stylemeup.meta_objective(module, p, tasks, rng, config)[0]))(params)
-        config.meta.update = "maml"
+        config.meta.update_rule = "maml"
         g_maml = jax.jit(jax.grad(
             lambda p: stylemeup.meta_objective(module, p, tasks, rng, config)[0]))(params)
         inner, _ = stylemeup.inner_and_outer(module, config)
@@ -230,7 +230,7 @@ def test_tseng_update_model_takes_its_inner_gradient_ft_and_reg_the_meta_gradien
 
 
 def test_unknown_update_is_refused():
-    with pytest.raises(ValueError, match="config.meta.update='nope'"):
+    with pytest.raises(ValueError, match="config.meta.update_rule='nope'"):
         meta.maml_loss({}, {"x": jnp.zeros((1, 2))}, jax.random.key(0), inner_loss=None,
                        outer_loss=None, lr=0.1, steps=1, mask={}, first_order=False,
                        update="nope")

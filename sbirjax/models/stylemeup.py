@@ -193,7 +193,7 @@ def meta_objective(module, params, tasks, rng, config):
                           task_chunk=m.get("task_chunk", 0), remat=m.get("remat", False),
                           model_first_order=m.get("model_first_order", False),
                           unadapted_weight=m.get("unadapted_weight", 0.0),
-                          update=m.get("update", "maml"))
+                          update=m.get("update_rule", "maml"))
 
 
 def loss(module, params, batch, rng, config):

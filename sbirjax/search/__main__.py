@@ -1,0 +1,54 @@
+"""Search your own photos with a sketch (docs/search.md).
+
+  python -m sbirjax.search index --workdir=RUN (--photos=DIR | --split=NAME) --out=INDEX
+                                 [--step=N] [--batch_size=64]
+  python -m sbirjax.search query --index=INDEX (--sketch=FILE | --sketches=DIR) [--text="a ..."]
+                                 [--k=10] [--json] [--grid=OUT.png] [--line=0]
+                                 [--modality=sketch]
+
+index embeds every jpg/jpeg/png/webp under DIR (recursive) with the run's photo embedding and
+writes INDEX/{embeddings.npy, manifest.jsonl, index.json, skipped.jsonl}; a rerun reuses what is
+done. query prints the top k photos and scores (--json: one JSON object; --sketches: one JSON line
+per sketch file). Exit status 2 on a bad input, with one line naming the file and the fix.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "index: the run's workdir")
+_PHOTOS = flags.DEFINE_string("photos", None, "index: the folder of photos (searched recursively)")
+_SPLIT = flags.DEFINE_string("split", None, "index: a photo split of the run's dataset instead")
+_OUT = flags.DEFINE_string("out", None, "index: the index folder to write")
+_STEP = flags.DEFINE_integer("step", None, "index: checkpoint step (default: selected, else latest)")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "images per batch (rounded up to the device count)")
+_INDEX = flags.DEFINE_string("index", None, "query: the index folder")
+_SKETCH = flags.DEFINE_string("sketch", None, "query: a sketch file (png, jpg, svg, ndjson, npy, txt)")
+_SKETCHES = flags.DEFINE_string("sketches", None, "query: a folder of sketch files; JSON lines out")
+_TEXT = flags.DEFINE_string("text", None, "query (MA-SBIR runs): a text, alone or with the sketch")
+_K = flags.DEFINE_integer("k", 10, "query: results per query")
+_JSON = flags.DEFINE_bool("json", False, "query: print JSON instead of a table")
+_GRID = flags.DEFINE_string("grid", None, "query: write the query and its results to this PNG")
+_LINE = flags.DEFINE_integer("line", 0, "query: the drawing's line in a QuickDraw ndjson file")
+_MODALITY = flags.DEFINE_string("modality", "sketch", "query: the run's query embedding "
+                                "('sketch'; MA-SBIR also 'converted')")
+
+
+def main(argv):
+    if len(argv) != 2:
+        print("error: give one command: `python -m sbirjax.search index ...` or `... query ...` "
+              "(docs/search.md)", file=sys.stderr)
+        return 2
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    from sbirjax.search import cli
+    return cli.run(argv[1], workdir=_WORKDIR.value, photos=_PHOTOS.value, split=_SPLIT.value,
+                   out=_OUT.value, step=_STEP.value, batch_size=_BATCH.value, index=_INDEX.value,
+                   sketch=_SKETCH.value, sketches=_SKETCHES.value, text=_TEXT.value, k=_K.value,
+                   json_out=_JSON.value, grid=_GRID.value, line=_LINE.value,
+                   modality=_MODALITY.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -145,7 +145,7 @@ def build(items, embed, prepare, out: str, meta: dict, *, batch_size: int, chunk
     folder, cache, number = _open_chunks(out, model)
     todo = [it for it in items if it.key not in cache]
     progress = Progress(len(items), len(items) - len(todo), log)
-    skipped, pending_rows, pending_emb, new = [], [], [], 0
+    skipped, pending_rows, pending_emb, new, attempted = [], [], [], 0, 0
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         # Decoding of batch i + 1 overlaps the device's work on batch i.
@@ -163,9 +163,10 @@ def build(items, embed, prepare, out: str, meta: dict, *, batch_size: int, chunk
                     pending_rows.append({"key": it.key, "path": it.path, **d[1]})
                     pending_emb.append(e)
                 new += len(ok)
-            if len(pending_rows) >= chunk_size:
+            attempted += len(batch)
+            if attempted >= chunk_size and pending_rows:
                 _write_chunk(folder, number, pending_rows, pending_emb)
-                number, pending_rows, pending_emb = number + 1, [], []
+                number, pending_rows, pending_emb, attempted = number + 1, [], [], 0
             progress.update(new, len(skipped))
     if pending_rows:
         _write_chunk(folder, number, pending_rows, pending_emb)

@@ -40,8 +40,8 @@ def main(argv):
         print("error: give one command: `python -m sbirjax.search index ...` or `... query ...` "
               "(docs/search.md)", file=sys.stderr)
         return 2
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    if not flags.FLAGS["verbosity"].present:  # TFDS and orbax notices drown the results
+        logging.set_verbosity(logging.ERROR)
     from sbirjax.search import cli
     return cli.run(argv[1], workdir=_WORKDIR.value, photos=_PHOTOS.value, split=_SPLIT.value,
                    out=_OUT.value, step=_STEP.value, batch_size=_BATCH.value, index=_INDEX.value,

@@ -255,5 +255,5 @@ class Searcher:
         else:
             query_image = np.full((8, 8, 3), 255, np.uint8)
         title = "query" if text is None else f"query + text" if sketch is not None else "text"
-        images = [gallery.display_image(p, self.config.data) for p, _, _ in results]
+        images = gallery.display_images([p for p, _, _ in results], self.config.data)
         query_lib.grid(query_image, results, images, out, title=title)

@@ -78,10 +78,15 @@ def split_items(data_config, split: str, log=print) -> list[Item]:
     return [Item(prefix + str(i), prefix + str(i), lambda i=i: load(i)) for i in range(len(source))]
 
 
-def display_image(path: str, data_config=None) -> np.ndarray:
-    """The photo of a manifest row, for a results grid."""
-    if path.startswith(TFDS_PREFIX):
-        _, split, index = path[len(TFDS_PREFIX):].rsplit("/", 2)
-        item = split_items(data_config, split, log=lambda *_: None)[int(index)]
-        return item.load()[0]
-    return read_photo(path)[0]
+def display_images(paths, data_config=None) -> list[np.ndarray]:
+    """The photos of manifest rows, for a results grid; each TFDS split is opened once."""
+    splits, out = {}, []
+    for path in paths:
+        if path.startswith(TFDS_PREFIX):
+            _, split, index = path[len(TFDS_PREFIX):].rsplit("/", 2)
+            if split not in splits:
+                splits[split] = split_items(data_config, split, log=lambda *_: None)
+            out.append(splits[split][int(index)].load()[0])
+        else:
+            out.append(read_photo(path)[0])
+    return out

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 from sbirjax.models import patchconv
 
 FT_SOFTPLUS_BETA = 100.0  # Tseng et al.'s sharp softplus
+# torch's InstanceNorm2d epsilon, which the official StyleMeUp code uses (flax's default is 1e-6).
+INSTANCE_NORM_EPS = 1e-5
 
 
 def to_float(images):
@@ -93,8 +95,8 @@ class ConvEncoder(nn.Module):
             # noise, which Adam would amplify), so only the un-normalised first conv has one.
             x = DownConv(w, use_bias=i == 0, impl=self.conv_impl, name=f"conv{i}")(x)
             if i > 0:
-                x = nn.InstanceNorm(use_scale=self.norm_affine, use_bias=self.norm_affine,
-                                    name=f"norm{i}")(x)
+                x = nn.InstanceNorm(epsilon=INSTANCE_NORM_EPS, use_scale=self.norm_affine,
+                                    use_bias=self.norm_affine, name=f"norm{i}")(x)
                 if self.ft:
                     x = FeatureTransform(name=f"ft{i}")(x, active=ft_active)
             x = nn.leaky_relu(x, 0.2)

@@ -21,7 +21,7 @@ from flax import traverse_util
 
 from sbirjax import losses, meta
 from sbirjax.models import registry
-from sbirjax.models.convnet import ConvEncoder, to_float
+from sbirjax.models.convnet import INSTANCE_NORM_EPS, ConvEncoder, to_float
 from sbirjax.models.upconv import UpConv
 
 
@@ -44,8 +44,8 @@ class Decoder(nn.Module):
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         for i, w in enumerate(self.widths[1:]):
             x = UpConv(w, use_bias=False, impl=self.conv_impl, name=f"deconv{i}")(x)
-            x = nn.relu(nn.InstanceNorm(use_scale=self.norm_affine, use_bias=self.norm_affine,
-                                        name=f"norm{i}")(x))
+            x = nn.relu(nn.InstanceNorm(epsilon=INSTANCE_NORM_EPS, use_scale=self.norm_affine,
+                                        use_bias=self.norm_affine, name=f"norm{i}")(x))
         x = UpConv(3, impl=self.conv_impl, name="out")(x)
         return jnp.tanh(x)
 

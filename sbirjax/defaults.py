@@ -41,7 +41,9 @@ def base() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict({
         "widths": (32, 64, 128, 256, 256), "hidden": 512, "embed_dim": 64, "dropout": 0.5,
         "image_size": image_size})
-    c.loss = ml_collections.ConfigDict({"margin": 0.2})
+    # triplet_eps: the triplet distance is ||a - p + eps||; torch's TripletMarginLoss uses 1e-6
+    # (F.pairwise_distance). 0, the exact distance, keeps the Triplet-SN numbers in the README.
+    c.loss = ml_collections.ConfigDict({"margin": 0.2, "triplet_eps": 0.0})
     c.optim = ml_collections.ConfigDict({
         "name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.999, "weight_decay": 0.0,
         "warmup_steps": 0, "schedule": "constant", "grad_clip": 0.0, "groups": ()})
@@ -81,6 +83,7 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     # Convolutions as patches @ kernel: with the tasks vmapped, per-task weights make batched
     # matmuls instead of grouped convolutions (sbirjax/models/patchconv.py).
     c.model.conv_impl = "matmul"
+    c.loss.triplet_eps = 1e-6  # the official code's: torch's TripletMarginLoss default
     c.loss.weights = {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
                       "triplet_inv": 1.0, "triplet_f": 1.0}
     c.meta = ml_collections.ConfigDict({

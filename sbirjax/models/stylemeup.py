@@ -94,11 +94,13 @@ def kl_standard_normal(mu, logvar):
     return jnp.mean(-0.5 * (1.0 + logvar - mu ** 2 - jnp.exp(logvar)))
 
 
-def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_active, train=True):
+def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_active, train=True,
+                triplet_eps=0.0):
     """All StyleMeUp terms for one task on two of its sketches.
 
     task: 'sketches' (S, H, W, 3) uint8 (S styles of one photo), 'photo' and 'negative' (H, W, 3).
     sketch_slots: the two sketch indices used, e.g. (0, 1) for meta-train, (0, 2) for meta-test.
+    triplet_eps: the triplet distance's eps (losses.pairwise_distance).
     """
     a, b = sketch_slots
     x = jnp.stack([task["sketches"][a], task["sketches"][b], task["photo"], task["negative"]])
@@ -122,8 +124,10 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
         "cross_style": jnp.mean(err[0:2]),
         "cross_domain": jnp.mean(err[2:6]),
         "self_recon": jnp.mean(err[6:9]),
-        "triplet_inv": losses.triplet_margin(z_inv[:2], z_inv[p][None], z_inv[n][None], margin),
-        "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin),
+        "triplet_inv": losses.triplet_margin(z_inv[:2], z_inv[p][None], z_inv[n][None], margin,
+                                             triplet_eps),
+        "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin,
+                                           triplet_eps),
     }
     total = sum(weights[k] * v for k, v in terms.items())
     return total, terms
@@ -153,17 +157,19 @@ def inner_and_outer(module, config):
     Inner: meta-train sketches (slots 0, 1), FT on, plus the regulariser; outer: a meta-train and
     the held-out sketch (slots 0, 2), FT off, no regulariser."""
     m, w, margin = config.meta, dict(config.loss.weights), config.loss.margin
+    eps = config.loss.get("triplet_eps", 0.0)
 
     def inner(p, task, key):
         loss, terms = task_losses(module, p, task, key, w, margin, sketch_slots=(0, 1),
-                                  ft_active=module.ft)
+                                  ft_active=module.ft, triplet_eps=eps)
         if m.regulariser:
             reg = regulariser(p)
             loss, terms = loss + reg, dict(terms, reg=reg)
         return loss, terms
 
     def outer(p, task, key):
-        return task_losses(module, p, task, key, w, margin, sketch_slots=(0, 2), ft_active=False)
+        return task_losses(module, p, task, key, w, margin, sketch_slots=(0, 2), ft_active=False,
+                           triplet_eps=eps)
 
     return inner, outer
 

@@ -70,7 +70,8 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     learn (the code is first order: 'first_order'), latent d = 64 (the paper's best on ShoeV2;
     the code uses 128: --config.model.embed_dim=128). Follow the code: 1 inner SGD step at 5e-3,
     tasks of one photo + three styles, all loss weights 1, self-reconstruction weight 0 (computed,
-    not added), outer Adam 1e-4 for the model and the regulariser, InstanceNorm without affine."""
+    not added), outer Adam 1e-4 for the model and the regulariser, InstanceNorm without affine,
+    torch's triplet distance, no random crop. docs/parity.md lists every remaining difference."""
     ablation = ablation or "full"
     if ablation not in STYLEMEUP_ABLATIONS:
         raise ValueError(f"unknown StyleMeUp ablation {ablation!r}; use one of {STYLEMEUP_ABLATIONS}")
@@ -101,6 +102,7 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     if ablation.startswith("inner"):
         c.meta.inner_steps = int(ablation[len("inner"):])
     c.optim.lr = 1e-4
+    c.data.augment.crop_scale_min = 1.0  # no random-resized crop: the official pipeline has none
     # Fixed FT: the FT parameters keep their initial values (learning-rate multiplier 0).
     c.optim.groups = (("encoder/ft", 0.0),) if ablation == "fixed_ft" else ()
     return c

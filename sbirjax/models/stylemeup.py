@@ -111,7 +111,7 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
     z_var = mu + jnp.exp(0.5 * logvar) * jax.random.normal(r_eps, mu.shape, mu.dtype)
     z_f = z_inv + z_var
     s1, s2, p, n = 0, 1, 2, 3
-    # Decoder inputs, batched: cross-style (2), sketch->photo (2), photo->sketch (2), self (3).
+    # Decoder inputs, batched: cross-style (2), sketch->photo (2), photo->sketch (2), self (3 of 4).
     codes = jnp.stack([z_inv[s1] + z_var[s2], z_inv[s2] + z_var[s1],
                        z_f[s1], z_f[s2], z_f[p], z_f[p], z_f[s1], z_f[s2], z_f[p]])
     target_idx = jnp.array([s2, s1, p, p, s1, s2, s1, s2, p])
@@ -119,11 +119,16 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
                          rngs={"dropout": jax.random.fold_in(r_drop, 1)})
     target = to_float(x)[target_idx].astype(recon.dtype)
     err = jnp.mean((recon - target) ** 2, axis=(1, 2, 3))
+    # The official self-reconstruction also decodes the negative. A call of its own, with its own
+    # dropout key, leaves the dropout masks of the nine decodes above as they were.
+    recon_n = module.apply({"params": params}, z_f[n][None], train=train, method=StyleMeUp.decode,
+                           rngs={"dropout": jax.random.fold_in(r_drop, 2)})
+    err_n = jnp.mean((recon_n[0] - to_float(x[n]).astype(recon_n.dtype)) ** 2)
     terms = {
         "kl": kl_standard_normal(mu, logvar),
         "cross_style": jnp.mean(err[0:2]),
         "cross_domain": jnp.mean(err[2:6]),
-        "self_recon": jnp.mean(err[6:9]),
+        "self_recon": (jnp.sum(err[6:9]) + err_n) / 4,
         "triplet_inv": losses.triplet_margin(z_inv[:2], z_inv[p][None], z_inv[n][None], margin,
                                              triplet_eps),
         "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin,

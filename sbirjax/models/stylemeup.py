@@ -134,7 +134,9 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
         "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin,
                                            triplet_eps),
     }
-    total = sum(weights[k] * v for k, v in terms.items())
+    # A term of weight 0 (self_recon by default) is logged, not added: left out of the sum, its
+    # backward pass is skipped, and no value changes.
+    total = sum(weights[k] * v for k, v in terms.items() if weights[k])
     return total, terms
 
 

@@ -95,12 +95,14 @@ def kl_standard_normal(mu, logvar):
 
 
 def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_active, train=True,
-                triplet_eps=0.0):
+                triplet_eps=0.0, noise=None):
     """All StyleMeUp terms for one task on two of its sketches.
 
     task: 'sketches' (S, H, W, 3) uint8 (S styles of one photo), 'photo' and 'negative' (H, W, 3).
     sketch_slots: the two sketch indices used, e.g. (0, 1) for meta-train, (0, 2) for meta-test.
     triplet_eps: the triplet distance's eps (losses.pairwise_distance).
+    noise: the N(0, 1) draws of z_var, (4, latent) for (sketch a, sketch b, photo, negative);
+    None draws them from rng (given, they let a test feed another implementation the same draws).
     """
     a, b = sketch_slots
     x = jnp.stack([task["sketches"][a], task["sketches"][b], task["photo"], task["negative"]])
@@ -108,7 +110,9 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
     rngs = {"ft": r_ft, "dropout": r_drop}
     z_inv, mu, logvar = module.apply({"params": params}, x, train=train, ft_active=ft_active,
                                      method=StyleMeUp.encode, rngs=rngs)
-    z_var = mu + jnp.exp(0.5 * logvar) * jax.random.normal(r_eps, mu.shape, mu.dtype)
+    if noise is None:
+        noise = jax.random.normal(r_eps, mu.shape, mu.dtype)
+    z_var = mu + jnp.exp(0.5 * logvar) * noise
     z_f = z_inv + z_var
     s1, s2, p, n = 0, 1, 2, 3
     # Decoder inputs, batched: cross-style (2), sketch->photo (2), photo->sketch (2), self (3 of 4).

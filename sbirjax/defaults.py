@@ -42,7 +42,8 @@ def base() -> ml_collections.ConfigDict:
         "widths": (32, 64, 128, 256, 256), "hidden": 512, "embed_dim": 64, "dropout": 0.5,
         "image_size": image_size})
     # triplet_eps: the triplet distance is ||a - p + eps||; torch's TripletMarginLoss uses 1e-6
-    # (F.pairwise_distance). 0, the exact distance, keeps the Triplet-SN numbers in the README.
+    # (F.pairwise_distance). 0 is the exact distance: Triplet-SN is sbirjax's own baseline here
+    # (the official StyleMeUp repository has none).
     c.loss = ml_collections.ConfigDict({"margin": 0.2, "triplet_eps": 0.0})
     c.optim = ml_collections.ConfigDict({
         "name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.999, "weight_decay": 0.0,

@@ -51,7 +51,10 @@ def base() -> ml_collections.ConfigDict:
         # trunk in its place (Triplet-SN; docs/pretrained.md), its weights loaded at the start,
         # its BatchNorm statistics frozen, trained at lr * backbone_lr_mult (0 freezes it).
         "backbone": "scratch", "backbone_lr_mult": 0.1})
-    c.loss = ml_collections.ConfigDict({"margin": 0.2})
+    # triplet_eps: the triplet distance is ||a - p + eps||; torch's TripletMarginLoss uses 1e-6
+    # (F.pairwise_distance). 0 is the exact distance: Triplet-SN is sbirjax's own baseline here
+    # (the official StyleMeUp repository has none).
+    c.loss = ml_collections.ConfigDict({"margin": 0.2, "triplet_eps": 0.0})
     c.optim = ml_collections.ConfigDict({
         "name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
         "warmup_steps": 0, "schedule": "constant", "grad_clip": 0.0, "groups": ()})
@@ -78,7 +81,8 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     learn (the code is first order: 'first_order'), latent d = 64 (the paper's best on ShoeV2;
     the code uses 128: --config.model.embed_dim=128). Follow the code: 1 inner SGD step at 5e-3,
     tasks of one photo + three styles, all loss weights 1, self-reconstruction weight 0 (computed,
-    not added), outer Adam 1e-4 for the model and the regulariser, InstanceNorm without affine."""
+    not added), outer Adam 1e-4 for the model and the regulariser, InstanceNorm without affine,
+    torch's triplet distance, no random crop. docs/parity.md lists every remaining difference."""
     ablation = ablation or "full"
     if ablation not in STYLEMEUP_ABLATIONS:
         raise ValueError(f"unknown StyleMeUp ablation {ablation!r}; use one of {STYLEMEUP_ABLATIONS}")
@@ -91,6 +95,7 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     # Convolutions as patches @ kernel: with the tasks vmapped, per-task weights make batched
     # matmuls instead of grouped convolutions (sbirjax/models/patchconv.py).
     c.model.conv_impl = "matmul"
+    c.loss.triplet_eps = 1e-6  # the official code's: torch's TripletMarginLoss default
     c.loss.weights = {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
                       "triplet_inv": 1.0, "triplet_f": 1.0}
     c.meta = ml_collections.ConfigDict({
@@ -117,6 +122,7 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     if ablation.startswith("inner"):
         c.meta.inner_steps = int(ablation[len("inner"):])
     c.optim.lr = 1e-4
+    c.data.augment.crop_scale_min = 1.0  # no random-resized crop: the official pipeline has none
     # Fixed FT: the FT parameters keep their initial values (learning-rate multiplier 0).
     c.optim.groups = (("encoder/ft", 0.0),) if ablation == "fixed_ft" else ()
     return c

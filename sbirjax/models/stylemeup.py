@@ -94,11 +94,15 @@ def kl_standard_normal(mu, logvar):
     return jnp.mean(-0.5 * (1.0 + logvar - mu ** 2 - jnp.exp(logvar)))
 
 
-def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_active, train=True):
+def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_active, train=True,
+                triplet_eps=0.0, noise=None):
     """All StyleMeUp terms for one task on two of its sketches.
 
     task: 'sketches' (S, H, W, 3) uint8 (S styles of one photo), 'photo' and 'negative' (H, W, 3).
     sketch_slots: the two sketch indices used, e.g. (0, 1) for meta-train, (0, 2) for meta-test.
+    triplet_eps: the triplet distance's eps (losses.pairwise_distance).
+    noise: the N(0, 1) draws of z_var, (4, latent) for (sketch a, sketch b, photo, negative);
+    None draws them from rng (given, they let a test feed another implementation the same draws).
     """
     a, b = sketch_slots
     x = jnp.stack([task["sketches"][a], task["sketches"][b], task["photo"], task["negative"]])
@@ -106,10 +110,12 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
     rngs = {"ft": r_ft, "dropout": r_drop}
     z_inv, mu, logvar = module.apply({"params": params}, x, train=train, ft_active=ft_active,
                                      method=StyleMeUp.encode, rngs=rngs)
-    z_var = mu + jnp.exp(0.5 * logvar) * jax.random.normal(r_eps, mu.shape, mu.dtype)
+    if noise is None:
+        noise = jax.random.normal(r_eps, mu.shape, mu.dtype)
+    z_var = mu + jnp.exp(0.5 * logvar) * noise
     z_f = z_inv + z_var
     s1, s2, p, n = 0, 1, 2, 3
-    # Decoder inputs, batched: cross-style (2), sketch->photo (2), photo->sketch (2), self (3).
+    # Decoder inputs, batched: cross-style (2), sketch->photo (2), photo->sketch (2), self (3 of 4).
     codes = jnp.stack([z_inv[s1] + z_var[s2], z_inv[s2] + z_var[s1],
                        z_f[s1], z_f[s2], z_f[p], z_f[p], z_f[s1], z_f[s2], z_f[p]])
     target_idx = jnp.array([s2, s1, p, p, s1, s2, s1, s2, p])
@@ -117,15 +123,24 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
                          rngs={"dropout": jax.random.fold_in(r_drop, 1)})
     target = to_float(x)[target_idx].astype(recon.dtype)
     err = jnp.mean((recon - target) ** 2, axis=(1, 2, 3))
+    # The official self-reconstruction also decodes the negative. A call of its own, with its own
+    # dropout key, leaves the dropout masks of the nine decodes above as they were.
+    recon_n = module.apply({"params": params}, z_f[n][None], train=train, method=StyleMeUp.decode,
+                           rngs={"dropout": jax.random.fold_in(r_drop, 2)})
+    err_n = jnp.mean((recon_n[0] - to_float(x[n]).astype(recon_n.dtype)) ** 2)
     terms = {
         "kl": kl_standard_normal(mu, logvar),
         "cross_style": jnp.mean(err[0:2]),
         "cross_domain": jnp.mean(err[2:6]),
-        "self_recon": jnp.mean(err[6:9]),
-        "triplet_inv": losses.triplet_margin(z_inv[:2], z_inv[p][None], z_inv[n][None], margin),
-        "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin),
+        "self_recon": (jnp.sum(err[6:9]) + err_n) / 4,
+        "triplet_inv": losses.triplet_margin(z_inv[:2], z_inv[p][None], z_inv[n][None], margin,
+                                             triplet_eps),
+        "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin,
+                                           triplet_eps),
     }
-    total = sum(weights[k] * v for k, v in terms.items())
+    # A term of weight 0 (self_recon by default) is logged, not added: left out of the sum, its
+    # backward pass is skipped, and no value changes.
+    total = sum(weights[k] * v for k, v in terms.items() if weights[k])
     return total, terms
 
 
@@ -167,11 +182,12 @@ def inner_and_outer(module, config):
     Inner: the meta-train part, FT on, plus the regulariser; outer: the meta-test part (the
     held-out style; `episode_parts`), FT off, no regulariser."""
     m, w, margin = config.meta, dict(config.loss.weights), config.loss.margin
+    eps = config.loss.get("triplet_eps", 0.0)
 
     def inner(p, task, key):
         (part, slots), _ = episode_parts(task)
         loss, terms = task_losses(module, p, part, key, w, margin, sketch_slots=slots,
-                                  ft_active=module.ft)
+                                  ft_active=module.ft, triplet_eps=eps)
         if m.regulariser:
             reg = regulariser(p)
             loss, terms = loss + reg, dict(terms, reg=reg)
@@ -179,7 +195,8 @@ def inner_and_outer(module, config):
 
     def outer(p, task, key):
         _, (part, slots) = episode_parts(task)
-        return task_losses(module, p, part, key, w, margin, sketch_slots=slots, ft_active=False)
+        return task_losses(module, p, part, key, w, margin, sketch_slots=slots, ft_active=False,
+                           triplet_eps=eps)
 
     return inner, outer
 

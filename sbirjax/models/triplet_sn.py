@@ -67,7 +67,8 @@ def loss(module, params, batch, rng, config):
     images = jnp.concatenate([batch["sketch"], batch["positive"], batch["negative"]])
     z = module.apply({"params": params}, images, train=True, rngs={"dropout": rng})
     anchor, pos, neg = z[:n], z[n:2 * n], z[2 * n:]
-    value = losses.triplet_margin(anchor, pos, neg, config.loss.margin)
+    value = losses.triplet_margin(anchor, pos, neg, config.loss.margin,
+                                  config.loss.get("triplet_eps", 0.0))
     d_pos = losses.euclidean(anchor, pos)
     d_neg = losses.euclidean(anchor, neg)
     return value, {"triplet": value, "d_pos": jnp.mean(d_pos), "d_neg": jnp.mean(d_neg),

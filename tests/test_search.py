@@ -174,13 +174,12 @@ def test_stroke_formats_rank_as_the_training_rasterisation(searcher, index_dir, 
     assert len(raster_results) == 20 and all(-1.0 <= s <= 1.0 + 1e-6 for _, s, _ in raster_results)
 
 
-def test_top_k_is_lax_top_k_and_equals_numpy(searcher, index_dir):
+def test_top_k_equals_numpy(searcher, index_dir):
     rng = np.random.default_rng(1)
     q = query.normalize(rng.normal(size=(3, 8)))
     gallery = np.load(os.path.join(index_dir, "embeddings.npy"))
-    assert "top_k" in str(jax.make_jaxpr(lambda a, b: query.top_k(a, b, k=4))(q, gallery))
     scores, idx = query.top_k(q, jax.device_put(gallery), k=4)
-    assert idx.devices() == {jax.devices()[0]}  # the default backend: the accelerator if any
+    assert idx.devices() == set(jax.local_devices())  # the default backend: the accelerator if any
     sims = q @ gallery.T
     np.testing.assert_array_equal(np.asarray(idx), np.argsort(-sims, axis=1, kind="stable")[:, :4])
     np.testing.assert_allclose(np.asarray(scores), np.sort(sims, axis=1)[:, ::-1][:, :4], atol=1e-6)

@@ -83,7 +83,6 @@ class Searcher:
                                   out_shardings=self.batch_sharding)
                        for m in method.embed_modalities}
         self.embed_calls = collections.Counter()  # modality -> batches embedded
-        self._gallery = {}  # index path -> gallery on the device
         self._text = None
 
     @classmethod
@@ -229,10 +228,8 @@ class Searcher:
         index = self.load_index(index)
         if len(index.rows) == 0:
             raise SearchError(f"{index.path}: the index holds no photos (see its skipped.jsonl)")
-        if index.path not in self._gallery:
-            self._gallery[index.path] = jax.device_put(index.embeddings)
-        scores, idx = query_lib.top_k(np.asarray(vectors, np.float32), self._gallery[index.path],
-                                      k=min(int(k), len(index.rows)))
+        scores, idx = query_lib.top_k(np.asarray(vectors, np.float32), index.embeddings,
+                                      k=min(int(k), len(index.rows)), mesh=self.mesh)
         scores, idx = np.asarray(scores), np.asarray(idx)
         return [[(index.rows[j]["path"], float(s), r + 1) for r, (s, j) in enumerate(zip(srow, jrow))]
                 for srow, jrow in zip(scores, idx)]

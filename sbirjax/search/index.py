@@ -29,7 +29,7 @@ INDEX_FILES = ("embeddings.npy", "manifest.jsonl", "index.json")
 @dataclasses.dataclass(frozen=True)
 class Index:
     path: str
-    embeddings: np.ndarray  # float32 (N, d)
+    embeddings: np.ndarray  # float32 (N, d), memory-mapped from embeddings.npy
     rows: list              # manifest rows
     meta: dict              # index.json
 
@@ -42,7 +42,8 @@ class Index:
                               f"--photos=DIR --out={path}")
         with open(os.path.join(path, "index.json")) as f:
             meta = json.load(f)
-        embeddings = np.load(os.path.join(path, "embeddings.npy"), allow_pickle=False)
+        embeddings = np.load(os.path.join(path, "embeddings.npy"), mmap_mode="r",
+                             allow_pickle=False)
         rows = read_jsonl(os.path.join(path, "manifest.jsonl"))
         if embeddings.shape[0] != len(rows) or len(rows) != meta.get("count"):
             raise SearchError(f"{path}: embeddings.npy has {embeddings.shape[0]} rows, "

@@ -306,3 +306,20 @@ def test_masbir_text_query(photos, tmp_path):
     expected = (alone[0] + alone[1]) / 2
     np.testing.assert_allclose(both, expected / np.linalg.norm(expected, axis=1, keepdims=True),
                                atol=1e-6)
+
+
+def test_skimage_photos_rank_every_photo_once(searcher, strokes, tmp_path):
+    """scikit-image's bundled photos: a query ranks the whole gallery, scores non-increasing."""
+    import skimage.data
+    names = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry")
+    folder = tmp_path / "skimage"
+    folder.mkdir()
+    for name in names:
+        PIL.Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
+    out = str(tmp_path / "idx")
+    assert searcher.index(str(folder), out)["count"] == len(names)
+    results = searcher.query(strokes, k=100, index=out)
+    assert sorted(os.path.basename(p) for p, _, _ in results) == sorted(f"{n}.png" for n in names)
+    assert [r for _, _, r in results] == list(range(1, len(names) + 1))
+    scores = [s for _, s, _ in results]
+    assert all(a >= b for a, b in zip(scores, scores[1:]))

@@ -1,4 +1,4 @@
-"""Top-k over the whole gallery on the accelerator, and the results grid.
+"""Exact top-k over a gallery streamed to the devices in blocks, and the results grid.
 
 Similarity is the dot product of unit vectors (cosine); for unit vectors its ranking equals that of
 the Euclidean distance the evaluation uses.

@@ -4,15 +4,15 @@ Defaults follow the paper where it and the official code disagree (sbirjax/defau
 `stylemeup`: FT layers, second-order meta-gradient, d = 64); the rest follows the official code.
 
 One value departs from both: the inner learning rate is 5e-4, a tenth of the code's. Measured
-(README, "StyleMeUp on the synthetic world"): at 5e-3 the inner step solves each task by itself
+(docs/stylemeup_synthetic.md): at 5e-3 the inner step solves each task by itself
 and the model stays at chance, first or second order; at 5e-4 it learns a little on one seed of
 three (the others end at or near chance), and no setting tried reaches the `inner0` ablation.
 --config.meta.inner_lr=5e-3 gives the code's value. The random-resized crop
 (data.augment.crop_scale_min 0.85) also stays on here, though the official pipeline has none:
-the README's synthetic table was measured with it (--config.data.augment.crop_scale_min=1.0 turns
-it off).
+the synthetic table (docs/stylemeup_synthetic.md) was measured with it
+(--config.data.augment.crop_scale_min=1.0 turns it off).
 
-The argument is 'ablation[,styles]'. The ablation (README, "StyleMeUp on the synthetic world"):
+The argument is 'ablation[,styles]'. The ablation (docs/stylemeup_synthetic.md):
   full (default) | no_ft | no_reg | fixed_ft | first_order | model_first_order | mldg |
   inner0 .. inner4
   python -m sbirjax.main --config=configs/synthetic_stylemeup.py:no_ft
@@ -33,8 +33,8 @@ def get_config(arg="full"):
     c.data.image.size = 64
     # 400 meta-steps of 12 tasks (14,400 sketches seen; the Triplet-SN default sees 25,600).
     c.meta.inner_lr = 5e-4  # the code's 5e-3 leaves the model at chance here (see above)
-    # A random-resized crop (the official pipeline has none): the README's synthetic table was
-    # measured with it.
+    # A random-resized crop (the official pipeline has none): the synthetic table
+    # (docs/stylemeup_synthetic.md) was measured with it.
     c.data.augment.crop_scale_min = 0.85
     c.total_steps = 400
     c.log_every = 25

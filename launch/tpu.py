@@ -335,6 +335,29 @@ def run_name(workdir: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", base)
 
 
+def check_config_locally(config: str, extra: list[str]) -> None:
+    """Load the config with the overrides given after -- here, before anything reaches the
+    workers: a typo or a bad value stops the launch with sbirjax's own message. Skipped (with a
+    note) when the config is not in this checkout or sbirjax does not import here."""
+    path = config.split(":", 1)[0]
+    if not os.path.isfile(path if os.path.isabs(path) else os.path.join(ROOT, path)):
+        return
+    overrides = [x for x in extra if x.startswith("--config.")]
+    try:
+        done = subprocess.run([sys.executable, "-m", "sbirjax.main", f"--config={config}",
+                               *overrides, "--check_only"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        note(f"note: the config was not checked here ({e}); the workers will check it")
+        return
+    if done.returncode == 2:
+        raise UsageError("the config or its overrides cannot run (checked here, nothing was "
+                         "sent to the workers):\n" + done.stderr.strip())
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        note(f"note: the config was not checked here ({last}); the workers will check it")
+
+
 def cmd_run(a, gcloud: Gcloud, extra: list[str]) -> int:
     if not a.config:
         raise UsageError("missing --config, the config file in the repository "
@@ -384,6 +407,7 @@ def cmd_run(a, gcloud: Gcloud, extra: list[str]) -> int:
     if data_dir:
         argv.append(f"--config.data.data_dir={data_dir}")
     argv += extra
+    check_config_locally(a.config, extra)
     env = ["PYTHONUNBUFFERED=1", *a.env]
     name = run_name(workdir)
     log = f"{LOGS}/{name}.log"

@@ -18,7 +18,9 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from sbirjax import errors
 from flax import traverse_util
 
 FLAGS = flags.FLAGS
@@ -112,4 +114,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    errors.run(main)

@@ -15,11 +15,14 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from sbirjax import rundir
+from sbirjax.errors import ResumeError
+
 
 def checkpoint_dir(workdir) -> epath.Path:
     """`<workdir>/checkpoints`, made absolute when it is a local path (gs://... stays as it is)."""
-    path = epath.Path(workdir) / "checkpoints"
-    return path if "://" in str(workdir) else epath.Path(os.path.abspath(path))
+    path = epath.Path(workdir) / rundir.CHECKPOINTS
+    return path if rundir.is_remote(workdir) else epath.Path(os.path.abspath(path))
 
 
 class Checkpointer:
@@ -45,6 +48,43 @@ class Checkpointer:
         target = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
         return self.manager.restore(step, args=ocp.args.StandardRestore(target))
+
+    def restore_latest(self, abstract_state, shardings, log=print):
+        """(state, step) from the newest checkpoint that reads, or (None, 0) when there is none.
+
+        An unreadable checkpoint (a truncated file, a missing folder) is skipped with a warning
+        naming it and the one used instead; the skipped folders are moved to
+        `checkpoints/unreadable_<step>` (kept for inspection, out of orbax's way). When none
+        reads, ResumeError says so: a damaged directory, or a config whose parameters no longer
+        match the checkpoints."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        failed = []
+        for step in steps:
+            try:
+                state = self.restore(abstract_state, shardings, step)
+            except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                failed.append((step, reason))
+                log(f"warning: the checkpoint of step {step} in {self.directory} cannot be "
+                    f"restored ({type(e).__name__}: {reason})")
+                continue
+            if failed:
+                log(f"warning: resuming from the checkpoint of step {step} instead; the "
+                    f"unreadable ones move to {self.directory}/unreadable_<step>")
+                if jax.process_index() == 0:
+                    for bad, _ in failed:
+                        src = self.directory / str(bad)
+                        if src.exists():
+                            src.rename(self.directory / f"unreadable_{bad}")
+                self.manager.reload()
+            return state, step
+        if failed:
+            raise ResumeError(
+                f"no checkpoint in {self.directory} can be restored (steps "
+                f"{[s for s, _ in failed]}; the newest: {failed[0][1]}). If the config changed "
+                "the model, run with the config of the run (its config.json); otherwise the "
+                "checkpoints are damaged: use a new --workdir")
+        return None, 0
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

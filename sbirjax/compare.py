@@ -26,7 +26,11 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+from etils import epath
+
+from sbirjax import errors, rundir
+from sbirjax.errors import DataError, RunDirError, UserError
 
 _SPLIT = flags.DEFINE_string("split", "test", "eval split to compare")
 _METRICS = flags.DEFINE_list("metrics", ["acc@1", "acc@10", "rank_avg", "v_avg"], "columns")
@@ -43,31 +47,52 @@ _SEEDS = flags.DEFINE_bool("seeds", False, "one row per group of seeds (names en
 _GAP_SPLIT = flags.DEFINE_string("gap_split", "", "with --seeds: a second split and the gap")
 
 
+NOT_SPLITS = ("train", "resume", "preempted")  # record kinds that are not evaluations
+
+
 def records(run: str) -> list[dict]:
-    """Every record of <run>/metrics.jsonl."""
-    path = os.path.join(run, "metrics.jsonl")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {run} an sbirjax run directory?")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Every record of <run>/metrics.jsonl (a local or gs:// run)."""
+    path = epath.Path(run) / rundir.METRICS
+    if not path.exists():
+        raise RunDirError(f"{path} not found: is {run} a sbirjax run directory (the --workdir "
+                          "of python -m sbirjax.main)?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def evaluation_at(run: str, split: str, step: int) -> dict:
     """The metrics of `split` evaluated at `step`, from metrics.jsonl."""
     evaluations = {r["step"]: r for r in records(run) if r.get("kind") == split}
     if step not in evaluations:
-        raise ValueError(f"{run}: no '{split}' evaluation at step {step}; "
-                         f"evaluated at {sorted(evaluations)}")
+        raise DataError(f"--step={step}: {run} has no '{split}' evaluation at step {step}; "
+                        f"evaluated at {sorted(evaluations)}")
     return evaluations[step]
 
 
 def last_evaluation(run: str, split: str) -> dict:
     """The metrics of `split` in <run>/results.json (the run's last evaluation)."""
-    path = os.path.join(run, "results.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {run} a finished sbirjax run?")
-    with open(path) as f:
-        return json.load(f).get(split, {})
+    path = epath.Path(run) / rundir.RESULTS
+    if not path.exists():
+        raise RunDirError(f"{path} not found: is {run} a finished sbirjax run? (--step=N "
+                          "compares an evaluation of an unfinished one)")
+    return json.loads(path.read_text()).get(split, {})
+
+
+def check_names(runs, splits, metric_names) -> None:
+    """UserError naming the valid choices when a split or a metric is in none of the runs."""
+    have: dict[str, set] = {}
+    for run in runs:
+        for r in records(run):
+            if r.get("kind") not in NOT_SPLITS:
+                have.setdefault(r["kind"], set()).update(k for k in r if k not in ("step", "kind"))
+    for split in splits:
+        if split not in have:
+            raise UserError(f"--split={split}: no run has that evaluation split; they have "
+                            f"{sorted(have)}")
+    known = set().union(*(have[s] for s in splits))
+    unknown = [m for m in metric_names if m not in known]
+    if unknown:
+        raise UserError(f"metrics {unknown}: not in the runs' {list(splits)} evaluations; they "
+                        f"have {sorted(known)}")
 
 
 def evaluation(run: str, split: str, step: int | None = None) -> dict:
@@ -235,7 +260,9 @@ def bars(runs, splits, metric: str, out: str, step: int | None = None,
 def main(argv):
     runs = argv[1:]
     if not runs:
-        raise app.UsageError("give one or more run directories")
+        raise UserError("give one or more run directories: python -m sbirjax.compare RUN [RUN ...]")
+    splits = [_SPLIT.value, *([_GAP_SPLIT.value] if _GAP_SPLIT.value else []), *_BAR_SPLITS.value]
+    check_names(runs, splits, list(_METRICS.value) + ([_BAR_METRIC.value] if _BARS.value else []))
     if _SEEDS.value:
         print(seed_table(runs, _SPLIT.value, _METRICS.value, _GAP_SPLIT.value, _STEP.value))
     else:
@@ -250,4 +277,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

@@ -63,7 +63,9 @@ def base(*, pretrained: str = CLIP_B32, image_size: int = 224) -> ml_collections
         "templates": {"photo": "a photo of a {}.", "sketch": "a sketch of a {}."},
         "modality": {"photo": 3, "sketch": 2},
         "max_length": max_length,
-        "tokenizer": snapshot,       # '' -> a vocabulary generated from the captions
+        # Follows model.pretrained until set itself ('' -> a vocabulary generated from the
+        # captions); setting it leaves model.pretrained alone (a one-way reference).
+        "tokenizer": snapshot + "",
         "vocab_size": vocab_size,    # only for the generated vocabulary
     })
 

@@ -43,7 +43,7 @@ __all__ = [
 
 _FG_BLOCK = 1024
 _METRIC_RE = re.compile(r"^(map|map_voc|p|p_minr)@(all|[1-9][0-9]*)(/class_balanced)?$")
-_SIMILARITIES = ("cosine", "neg_euclidean")
+SIMILARITIES = ("cosine", "neg_euclidean")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -434,8 +434,8 @@ def category_retrieval_metrics(query_emb, query_labels, gallery_emb, gallery_lab
     q, g = _check_pair(query_emb, gallery_emb)
     q_labels = _as_labels(query_labels, q.shape[0], "query_labels")
     g_labels = _as_labels(gallery_labels, g.shape[0], "gallery_labels")
-    if similarity not in _SIMILARITIES:
-        raise ValueError(f"similarity must be one of {_SIMILARITIES}, got {similarity!r}")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, (int, np.integer)) \
             or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")

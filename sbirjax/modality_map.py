@@ -28,7 +28,9 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from sbirjax import errors
 
 from sbirjax import tsne
 
@@ -218,4 +220,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    errors.run(main)

@@ -102,6 +102,10 @@ def param_groups(optim, model=None, params=None) -> list:
             (BACKBONE, float(model.get("backbone_lr_mult", 1.0)))]
 
 
+NAMES = ("adam", "adamw", "adamw_hf", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
 def make_schedule(optim, total_steps: int):
     # A fraction is floored, as int(t_total * warmup_ratio) in the official MA-SBIR code.
     warmup = int(optim.get("warmup_steps", 0) or optim.get("warmup_fraction", 0.0) * total_steps)

@@ -15,7 +15,9 @@ import json
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from sbirjax import errors
 from flax import traverse_util
 
 
@@ -71,4 +73,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    errors.run(main)

@@ -14,10 +14,8 @@ import jax
 import numpy as np
 from etils import epath
 
-
-def is_remote(path) -> bool:
-    """True for object-store paths such as gs://bucket/run."""
-    return "://" in str(path)
+from sbirjax import rundir
+from sbirjax.rundir import is_remote
 
 
 class JsonlLog:
@@ -94,9 +92,10 @@ class Reporter:
         if self.main:
             workdir = epath.Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-            if start_step:  # the steps after the checkpoint run again: their old records go
-                drop_records_after(workdir / "metrics.jsonl", start_step)
-            self._jsonl = JsonlLog(workdir / "metrics.jsonl")
+            # The steps after the checkpoint (all of them when there is none) run again: their
+            # old records go.
+            drop_records_after(workdir / rundir.METRICS, start_step)
+            self._jsonl = JsonlLog(workdir / rundir.METRICS)
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(str(workdir / "tensorboard"))
 

@@ -11,7 +11,8 @@ import json
 import jax
 from etils import epath
 
-from sbirjax import checkpoint, models, sharding, train
+from sbirjax import checkpoint, models, rundir, sharding, train
+from sbirjax.errors import RunDirError, UserError
 
 
 def define_run_flags():
@@ -29,13 +30,10 @@ def define_run_flags():
 def start_tool(argv) -> None:
     """A tool's main() preamble: no stray arguments, an existing workdir, orbax's INFO lines off
     (--verbosity brings them back)."""
-    from absl import app, flags, logging
+    from absl import flags, logging
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    workdir = flags.FLAGS.workdir
-    if not epath.Path(workdir).is_dir():
-        raise app.UsageError(f"--workdir={workdir} is not a directory: give a finished run's "
-                             "workdir (python -m sbirjax.main --config=... --workdir=...)")
+        raise UserError(f"unexpected arguments {argv[1:]}: give options as --name=value")
+    rundir.require_run(flags.FLAGS.workdir)
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
 
@@ -52,6 +50,8 @@ def initial_params(config, fns, init_rng, method):
 def restore_params(config, workdir: str, step: int | None = None, *, log=print,
                    with_initial: bool = False):
     """(method, module, params as host arrays, step[, initial params])."""
+    rundir.require_run(workdir)
+    rundir.check_resume(config, workdir)  # the tool's --config must describe this run
     method = models.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.get("fsdp", 1))
@@ -61,9 +61,10 @@ def restore_params(config, workdir: str, step: int | None = None, *, log=print,
     try:
         kept = list(ckpt.manager.all_steps())
         if step is not None and step not in kept:
-            raise ValueError(f"no checkpoint of step {step} in {ckpt.directory}; kept: {kept}")
+            raise RunDirError(f"--step={step}: no checkpoint of that step in {ckpt.directory}; "
+                              f"kept: {kept}")
         if step is None:
-            selected = epath.Path(workdir) / "selection.json"
+            selected = epath.Path(workdir) / rundir.SELECTION
             if selected.exists():
                 step = json.loads(selected.read_text())["step"]
                 if step not in kept:

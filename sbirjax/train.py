@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from sbirjax import (checkpoint, distributed, evaluate, models, optim, plots, sharding,
+from sbirjax import (checkpoint, distributed, evaluate, models, optim, plots, rundir, sharding,
                      state as state_lib, steps)
 from sbirjax.data import examples, pipeline, splits, tfds_io
 from sbirjax.reporting import Reporter
@@ -56,11 +56,6 @@ def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> Non
             + " Lower config.optim.lr or check the input data, then run again to resume.")
 
 
-# Values that fix the data stream and the randomness: a resumed run must not change them.
-RESUME_KEYS = ("method", "seed", "batch_size", "data.name", "data.pairing", "data.train_sketches",
-               "data.train_photos", "data.holdout_fraction", "data.image.size")
-
-
 class Preempted(Exception):
     """Training stopped on SIGTERM after saving a checkpoint of `step`; run again to resume."""
 
@@ -68,29 +63,6 @@ class Preempted(Exception):
         super().__init__(f"preempted (SIGTERM): stopped after saving the checkpoint of step {step} "
                          f"in {directory}; run the same command again to resume")
         self.step = step
-
-
-def _check_resume_config(config, workdir: str) -> None:
-    path = epath.Path(workdir) / "config.json"
-    if not path.exists():
-        return
-    saved = json.loads(path.read_text())
-    for key in RESUME_KEYS:
-        old, new = saved, config
-        for part in key.split("."):
-            old, new = (old or {}).get(part), new.get(part) if new is not None else None
-        if old is not None and old != new:
-            raise ValueError(
-                f"{workdir} holds a run with {key}={old!r}, but the config now says {new!r}. "
-                "Resuming would silently change the data stream; use a new --workdir, or "
-                f"set --config.{key}={old!r} to continue the old run.")
-
-
-def _save_config(config, workdir: str) -> None:
-    if jax.process_index() != 0:
-        return
-    (epath.Path(workdir) / "config.json").write_text(
-        config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def episode(config) -> str:
@@ -150,40 +122,62 @@ def compile_fns(config, method, module, mesh, total_steps: int, init_rng) -> Com
 
 
 def train_and_evaluate(config, workdir: str, *, devices=None):
-    """Train `config.method` on `config.data`; returns (final state, last eval metrics)."""
+    """Train `config.method` on `config.data`; returns (final state, last eval metrics).
+
+    Process 0 holds the workdir's lock for the whole run (rundir.lock)."""
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        with rundir.lock(workdir):
+            return _train_and_evaluate(config, workdir, devices)
+    return _train_and_evaluate(config, workdir, devices)
+
+
+def _train_and_evaluate(config, workdir: str, devices):
     total = int(config.total_steps)
     method = models.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, devices, fsdp=config.mesh.get("fsdp", 1))
     ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-    start = ckpt.latest_step() or 0
-    if start:
-        _check_resume_config(config, workdir)
+    try:
+        if ckpt.latest_step():
+            rundir.check_resume(config, workdir)
+        init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+        fns = compile_fns(config, method, module, mesh, total, init_rng)
+        # Before anything in the workdir changes: a refused resume leaves it as it was.
+        state, start = ckpt.restore_latest(fns.abstract_state, fns.state_shardings)
+    except BaseException:
+        ckpt.close()
+        raise
+    if jax.process_index() == 0:
+        rundir.save_config(config, workdir)
     report = Reporter(workdir, total, start_step=start)
-    _save_config(config, workdir)
+    try:
+        return _run(config, workdir, method, module, mesh, ckpt, report, fns, state, start,
+                    step_rng, init_rng)
+    finally:  # a crash must not lose a checkpoint that is being written in the background
+        ckpt.close()
+        report.close()
 
+
+def _run(config, workdir, method, module, mesh, ckpt, report, fns, state, start, step_rng,
+         init_rng):
+    total = int(config.total_steps)
     train_split, eval_splits = load_data(config, log=report.log)
     report.log(f"method {method.name}: {train_split.num_sketches} training sketches, "
                f"{train_split.num_photos} photos; mesh {dict(mesh.shape)} over "
                f"{jax.device_count()} {jax.devices()[0].platform} devices in "
                f"{jax.process_count()} process(es)")
-
-    init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-    fns = compile_fns(config, method, module, mesh, total, init_rng)
-    state_sh, abstract_state, step_fn, embed_fns = (fns.state_shardings, fns.abstract_state,
-                                                    fns.step, fns.embed)
+    abstract_state, step_fn, embed_fns = fns.abstract_state, fns.step, fns.embed
     if start:
         report.log(f"resuming from the checkpoint of step {start} in {ckpt.directory}")
         report.write(start, "resume", {})  # records after `start` were dropped: they run again
-        state = ckpt.restore(abstract_state, state_sh, start)
     else:
         state = fns.init(init_rng)
         source = models.pretrained_source(config.model)
         if method.load_pretrained is not None and source:
             report.log(f"loading pretrained weights: {source}")
             params = method.load_pretrained(jax.device_get(state.params), config.model)
-            state = state.replace(params=jax.device_put(params, state_sh.params))
+            state = state.replace(params=jax.device_put(params, fns.state_shardings.params))
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state.params))
     report.log(f"{n_params:,} parameters")
 
@@ -223,17 +217,13 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
             report.log(f"[{step:>6d}/{total}] best {select.key} so far: {select.best['value']:.4g}")
         return results
 
-    try:
-        if start >= total:
-            report.log(f"already trained to step {start} (total_steps={total}); evaluating only")
-            results = run_eval(start, state.params)
-        else:
-            state, results = _loop(config, state, step_fn, step_rng, train_split, method, mesh,
-                                   ckpt, report, run_eval, start, total)
-        _write_results(workdir, int(state.step), results)
-    finally:  # a crash must not lose a checkpoint that is being written in the background
-        ckpt.close()
-        report.close()
+    if start >= total:
+        report.log(f"already trained to step {start} (total_steps={total}); evaluating only")
+        results = run_eval(start, state.params)
+    else:
+        state, results = _loop(config, state, step_fn, step_rng, train_split, method, mesh,
+                               ckpt, report, run_eval, start, total)
+    _write_results(workdir, int(state.step), results)
     return state, results
 
 
@@ -290,7 +280,7 @@ class Selection:
     resumed run reads back."""
 
     def __init__(self, workdir: str, key: str):
-        self.key, self.path = key, epath.Path(workdir) / "selection.json"
+        self.key, self.path = key, epath.Path(workdir) / rundir.SELECTION
         self.best = json.loads(self.path.read_text()) if key and self.path.exists() else None
 
     def update(self, step: int, results: dict) -> bool:
@@ -307,12 +297,12 @@ class Selection:
         self.best = {"select": self.key, "step": step, "value": value,
                      "results": {k: {m: float(v) for m, v in r.items()} for k, r in results.items()}}
         if jax.process_index() == 0:
-            self.path.write_text(json.dumps(self.best, indent=2))
+            rundir.write_text_atomic(self.path, json.dumps(self.best, indent=2))
         return True
 
 
 def _write_results(workdir, step, results):
     if jax.process_index() == 0 and results:
-        (epath.Path(workdir) / "results.json").write_text(json.dumps(
+        rundir.write_text_atomic(epath.Path(workdir) / rundir.RESULTS, json.dumps(
             {"step": step, **{k: {m: float(v) for m, v in r.items()} for k, r in results.items()}},
             indent=2))

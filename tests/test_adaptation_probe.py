@@ -8,6 +8,9 @@ import pytest
 from sbirjax import adaptation_probe, train
 from tests import helpers
 
+# Trains or builds a reference per module: the slow tier (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 
 def test_probe_on_a_tiny_run(tmp_path):
     config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), str(tmp_path / "tfds"), steps=2)

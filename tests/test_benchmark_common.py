@@ -21,6 +21,7 @@ def test_utilisation():
     assert common.utilisation(None, 1.0, 8.0) == {"flops": None}
 
 
+@pytest.mark.slow
 def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
     """XLA counts a lax.map body once: a step with 4 tasks in chunks of 1 reports about a quarter
     of its FLOPs; the benchmark counts them on the vmapped program instead."""

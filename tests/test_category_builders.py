@@ -325,3 +325,24 @@ def test_unmatched_photo_folder_and_empty_split_reported(tmp_path):
     # no MA-SBIR unseen class in this copy: those splits are left out, with a warning
     assert "zs_mas_test" not in b.info.splits and "split zs_mas_test would be empty" in log
     assert {r["category"] for r in read(b, "dsh_gallery").values()} == {"trombone"}
+
+
+@pytest.mark.parametrize("kind,folder", [("photos", "ImageResized"), ("sketches", "png")])
+def test_empty_class_folder_is_fatal_or_skipped(tmp_path, kind, folder):
+    """A class folder with no images: a clear error naming the class and the folder, or with
+    skip_bad a warning and the class left out (the rule of unreadable files)."""
+    w = fx.write_tuberlin(str(tmp_path / "src"), classes=["giraffe", "trombone"])
+    parent = next(os.path.join(b, folder) for b, dirs, _ in os.walk(w.root) if folder in dirs)
+    empty = next(os.path.join(parent, d) for d in sorted(os.listdir(parent))
+                 if d.startswith("trom"))  # photo folders are misspelt as released
+    for name in os.listdir(empty):
+        os.remove(os.path.join(empty, name))
+    with pytest.raises(common.DatasetLayoutError) as e:
+        build("tuberlin", kind, tmp_path / "src", tmp_path / "strict")
+    assert "trombone" in str(e.value) and empty in str(e.value) and "--skip_bad" in str(e.value)
+    b, log = build("tuberlin", f"{kind}_skipbad", tmp_path / "src", tmp_path / "skip")
+    assert "hold no image file and are left out" in log and "trombone" in log
+    got = set()
+    for split in b.info.splits:
+        got |= {r["category"] for r in read(b, split).values()}
+    assert got == {"giraffe"}

@@ -161,6 +161,7 @@ def relative_error(ours, ref):
 
 
 @pytest.mark.parametrize("size", [224, 100])
+@pytest.mark.slow
 def test_matches_the_pytorch_reference(reference_and_ours, size):
     ref, ours = reference_and_ours
     for name in ("logits", "pooled"):

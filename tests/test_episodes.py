@@ -147,6 +147,7 @@ def _official_tasks(rng):
             "negative": rng.uniform(-1, 1, (2, 8, 8, 3))}
 
 
+@pytest.mark.slow
 def test_official_episode_is_the_released_objective_exactly():
     with jax.enable_x64(True):
         module, params, config = _setup()
@@ -177,6 +178,7 @@ def test_official_episode_is_the_released_objective_exactly():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_disjoint_outer_part_moves_only_the_outer_loss():
     with jax.enable_x64(True):
         module, params, config = _setup()
@@ -199,6 +201,7 @@ def test_disjoint_outer_part_moves_only_the_outer_loss():
         assert float(outer(params, t, key)[0]) == float(expect)
 
 
+@pytest.mark.slow
 def test_tseng_update_model_takes_its_inner_gradient_ft_and_reg_the_meta_gradient():
     with jax.enable_x64(True):
         module, params, config = _setup("tseng")

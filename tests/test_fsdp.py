@@ -35,6 +35,7 @@ def test_leaf_spec_splits_the_largest_divisible_axis():
     assert sharding.leaf_spec((1024, 512), 1) == P()              # no fsdp axis
 
 
+@pytest.mark.slow
 def test_fsdp_meshes_match_data_parallel():
     assert jax.device_count() == 8
     config = tiny_config()
@@ -60,6 +61,7 @@ def test_fsdp_meshes_match_data_parallel():
     assert len(set(np.round(ref_losses, 6))) > 1
 
 
+@pytest.mark.slow
 def test_fsdp_run_checkpoints_and_restores_sharded_state(tmp_path):
     config = worker.tiny_config(str(tmp_path / "tfds"), steps=2, fsdp=4)
     workdir = str(tmp_path / "run")

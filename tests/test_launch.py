@@ -182,14 +182,16 @@ def run_args(script):
 def test_run_on_all_workers_with_overrides(capsys):
     (ssh,) = dry(capsys, "run", "sbir-pod", f"--zone={ZONE}", "--config=configs/shoev2.py",
                  "--bucket=gs://my-bucket", "--env", "XLA_FLAGS=--a --b",
-                 "--", "--config.total_steps=2000", "--config.note=two words", "--config.x=it's")
+                 "--", "--config.total_steps=2000", "--config.data.manual_dir=/data/two words",
+                 "--config.data.train_sketches=it's")
     assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "sbir-pod"]
     assert f"--zone={ZONE}" in ssh and "--worker=all" in ssh
     script = command_of(ssh)
     assert run_args(script) == [
         "-m", "sbirjax.main", "--config=configs/shoev2.py",
         "--workdir=gs://my-bucket/runs/shoev2", "--config.data.data_dir=gs://my-bucket/tfds",
-        "--config.total_steps=2000", "--config.note=two words", "--config.x=it's"]
+        "--config.total_steps=2000", "--config.data.manual_dir=/data/two words",
+        "--config.data.train_sketches=it's"]
     assert "nohup setsid env PYTHONUNBUFFERED=1 'XLA_FLAGS=--a --b' bash -c" in script
     assert "</dev/null &" in script and "sbirjax-logs/shoev2.log" in script
 
@@ -229,6 +231,16 @@ def test_run_explicit_dirs_and_config_arg(capsys):
 ])
 def test_run_rejects_bad_arguments(capsys, extra, needle):
     assert needle in fails(capsys, "run", "sbir-pod", f"--zone={ZONE}", *extra)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("--config.total_stepz=5", "total_steps"),        # a typo
+    ("--config.keep_checkpoints=0", "keep_checkpoints"),  # a value the run cannot use
+])
+def test_run_checks_the_overrides_here_first(capsys, override, needle):
+    err = fails(capsys, "run", "sbir-pod", f"--zone={ZONE}", "--config=configs/shoev2.py",
+                "--bucket=b12", "--", override)
+    assert "nothing was sent to the workers" in err and needle in err
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def test_registered_with_converted_queries():
     assert m.train_inputs == "image_text" and m.load_pretrained is masbir.load_pretrained
 
 
+@pytest.mark.slow
 def test_converted_embedding():
     _, module, params = tiny_model()
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
@@ -131,6 +132,7 @@ def test_from_scratch_init_follows_the_reference_stds():
     np.testing.assert_array_equal(tower["mlp"]["fc1"]["bias"], 0.0)
 
 
+@pytest.mark.slow
 def test_load_pretrained_fills_the_clip_subtree():
     c = tiny_config(image_size=32)
     c.model.pretrained = FIXTURE  # the snapshot's config.json fixes the architecture
@@ -175,6 +177,7 @@ def test_clip_groups(mode):
         assert {clip[k] for k in others} == {0.0}
 
 
+@pytest.mark.slow
 def test_one_jitted_train_step_is_finite_and_keeps_frozen_weights():
     _, module, params = tiny_model()
     c = tiny_config()

@@ -27,6 +27,9 @@ from sbirjax.models import clip_weights, masbir, registry
 from tests.fixtures import masbir_parity_inputs as inputs
 from tests.helpers import CLIP_FIXTURE
 
+# Trains or builds a reference per module: the slow tier (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 NPZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "masbir_parity.npz")
 OFFICIAL_COMMIT = "c510eede99df6c5571b8e92aa8c9bea14800e68d"
 TOL = 1e-5

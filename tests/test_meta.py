@@ -58,6 +58,7 @@ def perturb(params, path, delta):
 
 
 @pytest.mark.parametrize("inner_steps", [1, 2])
+@pytest.mark.slow
 def test_second_order_meta_gradient_matches_finite_differences(inner_steps):
     with jax.enable_x64(True):
         params, f = setup(inner_steps=inner_steps)
@@ -76,6 +77,7 @@ def test_second_order_meta_gradient_matches_finite_differences(inner_steps):
             assert rel < 1e-3, (path, fd, analytic, rel)
 
 
+@pytest.mark.slow
 def test_first_order_gives_zero_exactly_where_the_math_says():
     with jax.enable_x64(True):
         params, f = setup(first_order=True)
@@ -87,6 +89,7 @@ def test_first_order_gives_zero_exactly_where_the_math_says():
         assert all(np.abs(np.asarray(g)).max() > 0 for k, g in model.items() if "kernel" in k)
 
 
+@pytest.mark.slow
 def test_model_first_order_is_first_order_for_the_model_and_exact_for_the_rest():
     """One inner step: the model's meta-gradient equals FOMAML's, the regulariser's and the FT
     layers' equal full second order's (so they still match finite differences)."""
@@ -107,6 +110,7 @@ def test_model_first_order_is_first_order_for_the_model_and_exact_for_the_rest()
         assert differs, "the model's gradient should differ from full second order"
 
 
+@pytest.mark.slow
 def test_inner_step_updates_only_the_model():
     with jax.enable_x64(True):
         params, _ = setup()
@@ -119,6 +123,7 @@ def test_inner_step_updates_only_the_model():
         assert flat["inv/kernel"] and flat["decoder/fc/kernel"]
 
 
+@pytest.mark.slow
 def test_matmul_convolutions_chunks_and_remat_give_the_same_meta_gradient():
     """The fast path (patches @ kernel, tasks vmapped) and the low-memory path (tasks one at a
     time, recomputed in the backward pass) compute the same function and meta-gradient."""
@@ -133,6 +138,7 @@ def test_matmul_convolutions_chunks_and_remat_give_the_same_meta_gradient():
                          grads, want)
 
 
+@pytest.mark.slow
 def test_unadapted_weight_adds_the_outer_loss_of_the_model_as_it_is():
     """meta.unadapted_weight = w adds w * outer_loss(params) per task (the model before any inner
     step): the objective and the model's gradient grow by exactly that; the regulariser and FT

@@ -9,6 +9,9 @@ import pytest
 from sbirjax import modality_map, param_drift, run_state, train
 from tests import helpers
 
+# Trains or builds a reference per module: the slow tier (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 
 def test_neighbour_stats_match_scikit_learn_neighbours():
     neighbors = pytest.importorskip("sklearn.neighbors")

@@ -14,6 +14,9 @@ import pytest
 from sbirjax import checkpoint, main as entry
 from tests import multiprocess_worker as worker
 
+# Trains or builds a reference per module: the slow tier (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 STEPS = 40
 DEVICES_PER_PROCESS = 2
 

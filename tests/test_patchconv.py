@@ -29,6 +29,7 @@ def test_down_conv_rejects_odd_sizes():
         patchconv.down_conv(jnp.zeros((1, 7, 8, 3)), jnp.zeros((4, 4, 3, 2)))
 
 
+@pytest.mark.slow
 def test_up_conv_equals_phase_convolutions():
     kx, kk = jax.random.split(jax.random.key(1))
     x = jax.random.normal(kx, (2, 5, 6, 4))
@@ -49,6 +50,7 @@ def test_vmapped_per_task_kernels():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_encoder_same_parameters_and_outputs_either_impl():
     images = jax.random.randint(jax.random.key(3), (2, 32, 32, 3), 0, 256).astype(jnp.uint8)
     xla = ConvEncoder((4, 8, 8), 16, conv_impl="xla")

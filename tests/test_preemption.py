@@ -13,6 +13,9 @@ from sbirjax import checkpoint, distributed, main as entry
 from sbirjax.data import tfds_io
 from tests import multiprocess_worker as worker
 
+# Trains or builds a reference per module: the slow tier (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):

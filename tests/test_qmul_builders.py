@@ -280,6 +280,7 @@ def test_restricted_unpickler_reads_numpy_pickles_of_any_protocol_and_version():
         safe_pickle.loads(pickle.dumps(__import__("collections").OrderedDict(a=1)))
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_and_messages(tmp_path):
     env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds"))
     missing = str(tmp_path / "not_downloaded")

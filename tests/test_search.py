@@ -15,6 +15,9 @@ from sbirjax.data import augment, raster
 from sbirjax.search import Index, Searcher, SearchError, cli, inputs, query
 from tests import helpers
 
+# Trains or builds a reference per module: the slow tier (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

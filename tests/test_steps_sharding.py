@@ -35,6 +35,7 @@ def random_batches(n, batch=8, size=32, seed=0):
              for k in ("sketch", "positive", "negative")} for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device():
     assert jax.device_count() == 8, "conftest should give 8 fake CPU devices"
     config = tiny_config()

@@ -24,6 +24,9 @@ import pytest
 
 from sbirjax.models import stylemeup
 
+# Trains or builds a reference per module: the slow tier (pytest -m slow).
+pytestmark = pytest.mark.slow
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "fixtures", "stylemeup_official.npz")
 _spec = importlib.util.spec_from_file_location(

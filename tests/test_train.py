@@ -34,6 +34,7 @@ def assert_trees_equal(a, b):
 
 
 @pytest.mark.parametrize("path", helpers.all_config_files(), ids=os.path.basename)
+@pytest.mark.slow
 def test_every_config_loads_shrinks_and_trains(path, data_dir, manual_root, tmp_path):
     """Real-dataset configs run on miniature downloads in the official layouts."""
     config = tiny(data_dir, steps=2, path=path, manual_root=manual_root)
@@ -74,6 +75,7 @@ def test_outputs_resume_and_trace_once(data_dir, tmp_path):
     assert_trees_equal(params_of(state), params_of(again))
 
 
+@pytest.mark.slow
 def test_crash_then_resume_equals_uninterrupted_run(data_dir, tmp_path, monkeypatch):
     steps = 6
     ref, _ = train.train_and_evaluate(tiny(data_dir, steps), str(tmp_path / "ref"))
@@ -106,6 +108,7 @@ def test_crash_then_resume_equals_uninterrupted_run(data_dir, tmp_path, monkeypa
             == pytest.approx([r["loss"] for r in ref_rows if r["kind"] == "train"]))
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
     config = tiny(data_dir, steps=8)
     with config.unlocked():

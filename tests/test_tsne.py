@@ -16,6 +16,7 @@ def test_every_row_has_the_requested_perplexity():
     assert np.all(beta > 0)
 
 
+@pytest.mark.slow
 def test_gradient_equals_autodiff_of_the_kl_divergence():
     rng = np.random.default_rng(1)
     p = tsne.joint_probabilities(rng.normal(size=(30, 4)), perplexity=8.0)
@@ -26,6 +27,7 @@ def test_gradient_equals_autodiff_of_the_kl_divergence():
     np.testing.assert_allclose(analytic, autodiff, rtol=1e-6, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_matches_scikit_learn_exact_tsne():
     """Same objective value and neighbourhood preservation as sklearn's exact t-SNE."""
     datasets = pytest.importorskip("sklearn.datasets")

@@ -2,6 +2,7 @@ import jax
 import numpy as np
 
 from sbirjax.models import upconv
+import pytest
 
 
 def transposed_conv_reference(x, w):
@@ -27,6 +28,7 @@ def test_up_conv_equals_transposed_convolution():
     np.testing.assert_allclose(got, transposed_conv_reference(x, w), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_up_conv_gradient_matches_lax_conv_transpose_gradient():
     # An independent route: lax.conv_transpose with a flipped kernel is the same operator.
     rng = np.random.default_rng(1)

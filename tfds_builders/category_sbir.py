@@ -191,6 +191,17 @@ class CategorySbir(tfds.core.ShardBasedBuilder, skip_registration=True):
                 folder_of=self.photo_folder_of if source == "photos" else None)
             build.sizes[source] = {c: len(list_images(p, report=lambda m: None))
                                    for c, p in build.folders[source].items()}
+            empty = sorted(c for c, n in build.sizes[source].items() if n == 0)
+            if empty:  # the --skip_bad rule of unreadable files: stop, or go on and say so
+                where = ", ".join(f"{c} ({build.folders[source][c]})" for c in empty)
+                if not config.skip_bad:
+                    raise common.DatasetLayoutError(
+                        f"{self.name}: {len(empty)} {source} class folder(s) hold no image "
+                        f"file: {where}. Put the class's files back, or build with --skip_bad "
+                        "(config.data.skip_bad=True) to leave these classes out of the "
+                        f"{source}")
+                build.log(f"WARNING {self.name}/{config.kind}: {len(empty)} {source} class "
+                          f"folder(s) hold no image file and are left out: {where}")
         shards_per_split = {}
         for split, spec in self.split_specs().items():
             shards = self._shards(spec)

@@ -22,8 +22,10 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sbirjax.errors import UserError
 
-class DatasetLayoutError(FileNotFoundError):
+
+class DatasetLayoutError(UserError, FileNotFoundError):
     """The manual directory does not hold the dataset in the expected layout."""
 
 

@@ -8,9 +8,9 @@ NAME is 'synthetic' or a real dataset of sbirjax/data/tfds_io.py REAL_DATASETS. 
 --skip_bad, unreadable records are skipped and listed (the '_skipbad' configs); train on such a
 build with config.data.skip_bad=True.
 
-Exit codes: 0 built (or already there); 2 the manual download is missing or not in the expected
-layout, or NAME is unknown (a message says what was expected and how to get the data); 1 the
-files are there but some record is unreadable (the message names it).
+Exit codes: 0 built (or already there); 2 the manual download is missing, not in the expected
+layout or holds an unreadable record, or NAME is unknown: one message says what was expected and
+how to fix it (--debug shows the traceback).
 """
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ import json
 import pickle
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from sbirjax import errors
 import ml_collections
 
 from sbirjax.data import tfds_io
-from tfds_builders.common import BadRecordError, DatasetLayoutError
+from sbirjax.errors import UserError
+from tfds_builders.common import BadRecordError
 
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "folder holding the manual download")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir ('' -> $TFDS_DATA_DIR or "
@@ -45,25 +48,20 @@ def build(name: str, manual_dir: str, data_dir: str = "", skip_bad: bool = False
 
 def main(argv):
     if len(argv) != 2:
-        print(f"usage: python -m sbirjax.data.build NAME --manual_dir=DIR [--data_dir=DIR] "
-              f"[--skip_bad]; NAME in {list(tfds_io.DATASETS)}", file=sys.stderr)
-        return 2
+        raise UserError(f"usage: python -m sbirjax.data.build NAME --manual_dir=DIR "
+                        f"[--data_dir=DIR] [--skip_bad]; NAME in {list(tfds_io.DATASETS)}")
     name = argv[1]
     if name not in tfds_io.DATASETS:
-        print(f"unknown dataset {name!r}; known: {list(tfds_io.DATASETS)}", file=sys.stderr)
-        return 2
+        raise UserError(f"unknown dataset {name!r}; known: {list(tfds_io.DATASETS)}")
     try:
         counts = build(name, _MANUAL_DIR.value, _DATA_DIR.value, _SKIP_BAD.value)
-    except DatasetLayoutError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (BadRecordError, pickle.UnpicklingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (BadRecordError, pickle.UnpicklingError) as e:  # a damaged download
+        raise UserError(f"{e}\n(--skip_bad builds without the unreadable records and lists "
+                        "them)") from e
     print(json.dumps({"dataset": name, "data_dir": tfds_io.data_dir(
         ml_collections.ConfigDict({"data_dir": _DATA_DIR.value})), "counts": counts}, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sbirjax.data import augment, captions, episodes
+from sbirjax.errors import DataError
 
 
 PAIRINGS = ("instance", "category")
@@ -34,15 +35,19 @@ class TripletExamples:
             raise ValueError(f"split {split.name} needs at least 2 photos for triplets")
         if pairing == "instance" and np.any(split.sketch_photo < 0):
             bad = int(np.sum(split.sketch_photo < 0))
-            raise ValueError(f"{bad} sketches of split {split.name} have no photo in the photo "
+            raise DataError(f"{bad} sketches of split {split.name} have no photo in the photo "
                              "split; for category-level training set config.data.pairing='category'")
         if pairing == "category":
             self.photos_of = {int(c): np.flatnonzero(split.photo_category == c)
                               for c in np.unique(split.photo_category)}
             missing = sorted(set(np.unique(split.sketch_category).tolist()) - set(self.photos_of))
             if missing:
-                raise ValueError(f"split {split.name}: classes {missing[:5]} have sketches but no "
-                                 "photos, so category-level positives cannot be drawn")
+                names = [split.category_names[c] if c < len(split.category_names) else c
+                         for c in missing]
+                raise DataError(f"split {split.name}: {len(missing)} class(es) have sketches but "
+                                f"no photos, so category-level positives cannot be drawn: "
+                                f"{names[:10]}. Add their photos and rebuild the dataset, or "
+                                "remove their sketch folders too")
             if len(self.photos_of) < 2:
                 raise ValueError(f"split {split.name} needs photos of at least 2 classes")
 

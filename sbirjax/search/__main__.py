@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from sbirjax import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "index: the run's workdir")
 _PHOTOS = flags.DEFINE_string("photos", None, "index: the folder of photos (searched recursively)")
@@ -51,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run(main)

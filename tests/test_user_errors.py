@@ -318,3 +318,14 @@ def test_rerun_without_a_checkpoint_drops_the_old_records(finished, tmp_path):
     steps = [r["step"] for r in _train_records(workdir)]
     assert steps == [1, 2, 3, 4]
     assert not (workdir / "run.lock").exists()
+
+
+def test_tokenizer_override_leaves_the_pretrained_snapshot():
+    """data.text.tokenizer follows model.pretrained until set itself, never the other way."""
+    config = helpers.load_config("configs/masbir_sketchy.py")
+    assert config.data.text.tokenizer == config.model.pretrained
+    config.data.text.tokenizer = "/my/tokenizer"
+    assert config.model.pretrained == "openai/clip-vit-base-patch32"
+    config = helpers.load_config("configs/masbir_sketchy.py")
+    config.model.pretrained = "/my/clip"
+    assert config.data.text.tokenizer == "/my/clip"

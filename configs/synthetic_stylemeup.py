@@ -42,5 +42,5 @@ def get_config(arg="full"):
     c.checkpoint_every = 50
     c.eval.splits = {"test": ("test", "test"), "test_seen_users": ("test_seen_users", "test")}
     if "styles" in tokens[1:]:
-        c.data.synthetic = dict(defaults.STYLES_WORLD)
+        c.data.synthetic.update(defaults.STYLES_WORLD)
     return c

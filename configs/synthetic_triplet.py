@@ -31,5 +31,5 @@ def get_config(arg=None):
     c.model.norm_affine = True
     c.eval.splits = {"test": ("test", "test"), "test_seen_users": ("test_seen_users", "test")}
     if arg == "styles":
-        c.data.synthetic = dict(defaults.STYLES_WORLD)
+        c.data.synthetic.update(defaults.STYLES_WORLD)
     return c

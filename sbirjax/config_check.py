@@ -84,8 +84,16 @@ def check(config, num_devices: int | None = None) -> None:
 
     from sbirjax import evaluate, metrics
     protocol = _get(config, "eval.protocol", "fine_grained")
-    need(protocol in evaluate.PROTOCOLS, "eval.protocol", protocol,
-         f"use one of {evaluate.PROTOCOLS}")
+    need(protocol in evaluate.protocols(), "eval.protocol", protocol,
+         f"use one of {evaluate.protocols()}")
+    for name, value in dict(config.eval.split_protocols).items():
+        need(name in config.eval.splits or name == "val", f"eval.split_protocols.{name}", value,
+             f"name an eval split ({sorted(config.eval.splits)})")
+        need(value in evaluate.protocols(), f"eval.split_protocols.{name}", value,
+             f"use one of {evaluate.protocols()}")
+    outputs = tuple(config.eval.outputs)
+    need(all(o in evaluate.outputs() for o in outputs), "eval.outputs", outputs,
+         f"use names of {evaluate.outputs()}")
     similarity = _get(config, "eval.similarity", "neg_euclidean")
     need(similarity in metrics.SIMILARITIES, "eval.similarity", similarity,
          f"use one of {metrics.SIMILARITIES}")

@@ -1,7 +1,15 @@
 """Values shared by the experiment configs (configs/*.py). Only assembles values: no logic.
 
-It lives in the package so a config file loads from any working directory."""
+It lives in the package so a config file loads from any working directory. Every key the library
+reads is declared here once, with its default: in `base()` for every method, in `stylemeup()`
+and sbirjax/defaults_masbir.py for a method's own keys. The library reads `config.key`, never
+`config.get(key, default)` (tests/test_config_schema.py).
+"""
+import dataclasses
+
 import ml_collections
+
+from sbirjax.data import synthetic
 
 
 # The second synthetic world (sbirjax/data/synthetic.py WorldSpec fields): 48 users with persistent
@@ -35,12 +43,20 @@ def base() -> ml_collections.ConfigDict:
     # 'instance': a sketch's positive is its own photo (fine-grained); 'category': any photo of
     # its class (category-level datasets; TU-Berlin has no sketch-photo pairs).
     c.data.pairing = "instance"
+    # > 0: that fraction of each training class's sketches and photos (seeded) is held out as the
+    # eval split 'val', for model selection without test data (config.eval.select).
+    c.data.holdout_fraction = 0.0
+    # The generated world (data.name 'synthetic'): sbirjax/data/synthetic.py WorldSpec, whose
+    # field defaults are the defaults here.
+    c.data.synthetic = dataclasses.asdict(synthetic.WorldSpec())
     c.data.num_threads = 2    # grain read threads
     c.data.prefetch = 4
     image_size = ml_collections.FieldReference(256)  # model.image_size follows data.image.size
     c.data.image = ml_collections.ConfigDict({
         "size": image_size,
         "raster": {"canvas": 256, "line_width": 3, "polarity": "black_on_white"},
+        # True: a photo's centre square is resized (CLIP's preprocessing); False: stretched.
+        "center_crop": False,
     })
     c.data.augment = ml_collections.ConfigDict({"flip_prob": 0.5, "crop_scale_min": 0.85})
 
@@ -50,21 +66,37 @@ def base() -> ml_collections.ConfigDict:
         # 'scratch': the conv encoder above; 'efficientnet_lite0' (or lite1, lite2): an ImageNet
         # trunk in its place (Triplet-SN; docs/pretrained.md), its weights loaded at the start,
         # its BatchNorm statistics frozen, trained at lr * backbone_lr_mult (0 freezes it).
-        "backbone": "scratch", "backbone_lr_mult": 0.1})
+        "backbone": "scratch", "backbone_lr_mult": 0.1,
+        # Learned InstanceNorm scale and bias (PyTorch's InstanceNorm2d has none: StyleMeUp sets
+        # False); convolutions as 'xla' (lax.conv) or 'matmul' (patches @ kernel).
+        "norm_affine": True, "conv_impl": "xla"})
     # triplet_eps: the triplet distance is ||a - p + eps||; torch's TripletMarginLoss uses 1e-6
     # (F.pairwise_distance). 0 is the exact distance: Triplet-SN is sbirjax's own baseline here
     # (the official StyleMeUp repository has none).
     c.loss = ml_collections.ConfigDict({"margin": 0.2, "triplet_eps": 0.0})
     c.optim = ml_collections.ConfigDict({
         "name": "adam", "lr": 1e-4, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-        "warmup_steps": 0, "schedule": "constant", "grad_clip": 0.0, "groups": ()})
+        # warmup: warmup_steps, or when 0 the floor of warmup_fraction x total_steps
+        "warmup_steps": 0, "warmup_fraction": 0.0, "schedule": "constant", "grad_clip": 0.0,
+        "groups": ()})
 
     c.eval = ml_collections.ConfigDict()
     # name -> (sketch split, photo split)
     c.eval.splits = {"test": ("test", "test")}
     c.eval.batch_size = 64
     c.eval.ks = (1, 5, 10)
+    # 'fine_grained' (the true photo's rank), 'category' (any photo of the class is relevant) or
+    # 'fine_grained_within_class' (sbirjax/evaluate.py protocols()).
+    c.eval.protocol = "fine_grained"
+    c.eval.split_protocols = {}  # split name -> protocol, where a split differs from eval.protocol
+    # Files each evaluation writes (sbirjax/evaluate.py OUTPUTS): 'grid' (retrieval_<split>.png),
+    # 'ranks' (eval/<split>_ranks.npz) and 'style_consistency' (style_consistency_<split>.png);
+    # the last two for fine-grained protocols only.
+    c.eval.outputs = ("grid", "ranks", "style_consistency")
+    # category protocol: the metric names (sbirjax/metrics.py); () -> ('map@all', 'p@200')
     c.eval.category_metrics = ()
+    c.eval.similarity = "neg_euclidean"  # or 'cosine': how queries score gallery items
+    c.eval.select = ""  # '<split>/<metric>' (higher is better) picks the checkpoint; '' none
     c.eval.grid = {"num_queries": 8, "top_k": 5}
     return c
 

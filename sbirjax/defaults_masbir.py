@@ -73,6 +73,8 @@ def base(*, pretrained: str = CLIP_B32, image_size: int = 224) -> ml_collections
     # when pretrained == '' (random weights: benchmarks, from-scratch runs).
     c.model = ml_collections.ConfigDict({
         "pretrained": snapshot, "dtype": "float32", "image_size": c.data.image.get_ref("size"),
+        # base()'s keys (an ImageNet trunk is Triplet-SN's; MA-SBIR refuses one)
+        "backbone": c.model.backbone, "backbone_lr_mult": c.model.backbone_lr_mult,
         "act": "quick_gelu", "projection_dim": 512,
         "vision": {"patch_size": 32, "width": 768, "layers": 12, "heads": 12, "mlp_dim": 3072},
         "text": {"vocab_size": vocab_size, "max_positions": 77, "width": 512, "layers": 12,

@@ -90,8 +90,8 @@ BACKBONE = r"(^|/)backbone/"
 
 def param_groups(optim, model=None, params=None) -> list:
     """config.optim.groups plus the pretrained backbone's groups when `model` names one."""
-    groups = list(optim.get("groups", ()))
-    if model is None or model.get("backbone", "scratch") == "scratch":
+    groups = list(optim.groups)
+    if model is None or model.backbone == "scratch":
         return groups
     if params is not None and not any(re.search(BACKBONE, k) for k in
                                       traverse_util.flatten_dict(params, sep="/")):
@@ -99,7 +99,7 @@ def param_groups(optim, model=None, params=None) -> list:
                          "'backbone/' parameters: this method does not take a pretrained "
                          "backbone (Triplet-SN does); leave model.backbone='scratch'.")
     return [(BACKBONE + r".*/(mean|var)$", 0.0), *groups,
-            (BACKBONE, float(model.get("backbone_lr_mult", 1.0)))]
+            (BACKBONE, float(model.backbone_lr_mult))]
 
 
 NAMES = ("adam", "adamw", "adamw_hf", "sgd")
@@ -108,7 +108,7 @@ SCHEDULES = ("constant", "cosine")
 
 def make_schedule(optim, total_steps: int):
     # A fraction is floored, as int(t_total * warmup_ratio) in the official MA-SBIR code.
-    warmup = int(optim.get("warmup_steps", 0) or optim.get("warmup_fraction", 0.0) * total_steps)
+    warmup = int(optim.warmup_steps or optim.warmup_fraction * total_steps)
     warmup = min(warmup, max(total_steps - 1, 0))
     if optim.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(
@@ -147,6 +147,6 @@ def make_optimizer(optim, total_steps: int, params, model=None) -> optax.Gradien
         else:
             transforms[str(i)] = _base(optim, lambda step, m=mult: m * schedule(step))
     tx = optax.multi_transform(transforms, param_path_labels(params, groups))
-    if optim.get("grad_clip", 0):
+    if optim.grad_clip:
         tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), tx)
     return tx

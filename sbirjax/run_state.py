@@ -42,7 +42,7 @@ def initial_params(config, fns, init_rng, method):
     """The parameters the run started from (its seed; pretrained weights loaded)."""
     state = fns.init(init_rng)
     params = jax.device_get(state.params)
-    if method.load_pretrained is not None and models.pretrained_source(config.model):
+    if method.load_pretrained is not None and method.pretrained_source(config.model):
         params = method.load_pretrained(params, config.model)
     return params
 
@@ -54,7 +54,7 @@ def restore_params(config, workdir: str, step: int | None = None, *, log=print,
     rundir.check_resume(config, workdir)  # the tool's --config must describe this run
     method = models.get(config.method)
     module = method.build(config.model)
-    mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.get("fsdp", 1))
+    mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.fsdp)
     init_rng, _ = jax.random.split(jax.random.key(config.seed))  # as train_and_evaluate
     fns = train.compile_fns(config, method, module, mesh, max(int(config.total_steps), 1), init_rng)
     ckpt = checkpoint.Checkpointer(workdir)

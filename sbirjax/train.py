@@ -16,13 +16,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import time
 
 import jax
 import numpy as np
 from etils import epath
 
-from sbirjax import (checkpoint, distributed, evaluate, models, optim, plots, rundir, sharding,
+from sbirjax import (checkpoint, distributed, evaluate, models, optim, rundir, sharding,
                      state as state_lib, steps)
 from sbirjax.data import examples, pipeline, splits, tfds_io
 from sbirjax.reporting import Reporter
@@ -78,7 +77,7 @@ def load_data(config, log=print):
                         config.data.train_photos)
     evals = {name: splits.load(sketch_builder, photo_builder, s, p)
              for name, (s, p) in config.eval.splits.items()}
-    fraction = config.data.get("holdout_fraction", 0.0)
+    fraction = config.data.holdout_fraction
     if fraction:  # model selection data from the training classes, never from test classes
         if "val" in evals:
             raise ValueError("config.data.holdout_fraction makes an eval split named 'val'; "
@@ -136,7 +135,7 @@ def _train_and_evaluate(config, workdir: str, devices):
     total = int(config.total_steps)
     method = models.get(config.method)
     module = method.build(config.model)
-    mesh = sharding.make_mesh(config.mesh.num_devices, devices, fsdp=config.mesh.get("fsdp", 1))
+    mesh = sharding.make_mesh(config.mesh.num_devices, devices, fsdp=config.mesh.fsdp)
     ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     try:
         if ckpt.latest_step():
@@ -173,7 +172,7 @@ def _run(config, workdir, method, module, mesh, ckpt, report, fns, state, start,
         report.write(start, "resume", {})  # records after `start` were dropped: they run again
     else:
         state = fns.init(init_rng)
-        source = models.pretrained_source(config.model)
+        source = method.pretrained_source(config.model)
         if method.load_pretrained is not None and source:
             report.log(f"loading pretrained weights: {source}")
             params = method.load_pretrained(jax.device_get(state.params), config.model)
@@ -181,41 +180,8 @@ def _run(config, workdir, method, module, mesh, ckpt, report, fns, state, start,
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state.params))
     report.log(f"{n_params:,} parameters")
 
-    protocol = config.eval.get("protocol", "fine_grained")
-    select = Selection(workdir, config.eval.get("select", ""))
-
-    def run_eval(step, params):
-        results = {}
-        for name, split in eval_splits.items():
-            t = time.time()
-            values, extras = evaluate.evaluate_split(split, params, embed_fns, config.data,
-                                                     config.eval, mesh)
-            results[name] = values
-            report.write(step, name, values)
-            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, float))
-            report.log(f"[{step:>6d}/{total}] eval {name}: {shown} ({time.time() - t:.1f}s)")
-            if jax.process_index() == 0 and config.eval.grid.num_queries:
-                plots_dir = epath.Path(workdir) / "plots"
-                plots_dir.mkdir(parents=True, exist_ok=True)
-                path = plots_dir / f"retrieval_{name}_{step:06d}.png"
-                evaluate.save_grid(split, extras, config.data, path,
-                                   num_queries=config.eval.grid.num_queries,
-                                   top_k=config.eval.grid.top_k,
-                                   title=f"{method.name} step {step} {name}: "
-                                         f"{evaluate.headline(values, protocol)}")
-                path.copy(epath.Path(workdir) / f"retrieval_{name}.png", overwrite=True)
-                if "ranks" in extras:  # fine-grained: how much the rank depends on the sketcher
-                    photo_of = split.sketch_photo[extras["query_index"]]
-                    evaluate.save_ranks(epath.Path(workdir) / "eval" / f"{name}_ranks.npz",
-                                        extras["ranks"], photo_of,
-                                        split.sketch_user[extras["query_index"]])
-                    sc = plots_dir / f"style_consistency_{name}_{step:06d}.png"
-                    plots.style_consistency(extras["ranks"], photo_of, sc,
-                                            title=f"{method.name} step {step} {name}:")
-                    sc.copy(epath.Path(workdir) / f"style_consistency_{name}.png", overwrite=True)
-        if select.update(step, results):
-            report.log(f"[{step:>6d}/{total}] best {select.key} so far: {select.best['value']:.4g}")
-        return results
+    run_eval = evaluate.Evaluation(config, eval_splits, embed_fns, mesh, workdir,
+                                   method_name=method.name, report=report)
 
     if start >= total:
         report.log(f"already trained to step {start} (total_steps={total}); evaluating only")
@@ -271,34 +237,6 @@ def _finish(pending, report, ckpt, total, config):
     _check_finite(step, values, ckpt)
     if due(step, config.log_every, total):
         report.progress(step, values)
-
-
-class Selection:
-    """Model selection on one eval metric, `config.eval.select` = '<split>/<metric>' (higher is
-    better), e.g. 'val/map_voc@all' on held-out seen-class data: never select on test classes.
-    The best step and every split's metrics at that step go to <workdir>/selection.json, which a
-    resumed run reads back."""
-
-    def __init__(self, workdir: str, key: str):
-        self.key, self.path = key, epath.Path(workdir) / rundir.SELECTION
-        self.best = json.loads(self.path.read_text()) if key and self.path.exists() else None
-
-    def update(self, step: int, results: dict) -> bool:
-        if not self.key:
-            return False
-        split, _, metric = self.key.partition("/")
-        if split not in results or metric not in results[split]:
-            raise KeyError(f"config.eval.select={self.key!r}: eval split {split!r} has no metric "
-                           f"{metric!r}; it has {sorted(results.get(split, {}))} "
-                           f"(splits: {sorted(results)})")
-        value = float(results[split][metric])
-        if self.best is not None and not value > self.best["value"]:
-            return False
-        self.best = {"select": self.key, "step": step, "value": value,
-                     "results": {k: {m: float(v) for m, v in r.items()} for k, r in results.items()}}
-        if jax.process_index() == 0:
-            rundir.write_text_atomic(self.path, json.dumps(self.best, indent=2))
-        return True
 
 
 def _write_results(workdir, step, results):

@@ -46,7 +46,7 @@ def shrink(config, data_dir: str, *, steps: int = 4, manual_root: str | None = N
     with config.unlocked():
         config.data.data_dir = data_dir
         if config.data.name == "synthetic":
-            config.data.synthetic = dict(TINY_WORLD)
+            config.data.synthetic.update(TINY_WORLD)
         elif manual_root is not None:
             config.data.manual_dir = manual_dir(config.data.name, manual_root)
         config.data.image.size = 32

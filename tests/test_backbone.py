@@ -54,9 +54,10 @@ def test_scratch_adds_no_groups_and_a_method_without_backbone_refuses_one():
 
 
 def test_pretrained_source():
-    assert models.pretrained_source(defaults.base().model) == ""
-    assert models.pretrained_source(model_config()) == "efficientnet_lite0"
-    assert models.pretrained_source(ml_collections.ConfigDict({"pretrained": "/ckpt"})) == "/ckpt"
+    triplet, masbir = models.get("triplet_sn"), models.get("masbir")
+    assert triplet.pretrained_source(defaults.base().model) == ""
+    assert triplet.pretrained_source(model_config()) == "efficientnet_lite0"
+    assert masbir.pretrained_source(ml_collections.ConfigDict({"pretrained": "/ckpt"})) == "/ckpt"
 
 
 def test_unknown_backbone_fails_at_build():

@@ -12,11 +12,11 @@ import os
 import shutil
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from sbirjax import defaults
 from sbirjax.data import splits as splits_lib
 from sbirjax.data import tfds_io
 from tests import fixtures_category as fx
@@ -121,8 +121,8 @@ def test_built_through_the_loader(tmp_path):
     if not hasattr(tfds_io, "builder_class"):
         pytest.skip("the generic loader of real datasets is not in sbirjax/data/tfds_io.py")
     fx.write_tuberlin(str(tmp_path / "src"), classes=["trombone", "swan", "airplane"])
-    config = ml_collections.ConfigDict({"name": "tuberlin", "data_dir": str(tmp_path / "data"),
-                                        "skip_bad": False})
+    config = defaults.base().data
+    config.update({"name": "tuberlin", "data_dir": str(tmp_path / "data"), "skip_bad": False})
     sk, ph = tfds_io.builders(config)
     with contextlib.redirect_stdout(io.StringIO()):
         for b in (sk, ph):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from sbirjax import meta
+from sbirjax import defaults, meta
 from sbirjax.data import episodes, examples
 from sbirjax.models import stylemeup
 
@@ -42,10 +42,10 @@ def _split(num_photos=12, num_users=8, per_photo=5, size=16, seed=0):
 
 
 def _data_config(size=16):
-    return ml_collections.ConfigDict({
-        "image": {"size": size, "raster": {"canvas": 256, "line_width": 3,
-                                           "polarity": "black_on_white"}},
-        "augment": {"flip_prob": 0.0, "crop_scale_min": 1.0}, "pairing": "instance"})
+    data = defaults.base().data
+    data.image.size = size
+    data.augment.update({"flip_prob": 0.0, "crop_scale_min": 1.0})
+    return data
 
 
 class _Spy:

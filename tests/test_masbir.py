@@ -216,7 +216,7 @@ def test_caption_examples():
     split = fake_split(["hot_air balloon", "cup"], [1, 0, 1], [0, 1])
     text = ml_collections.ConfigDict(TEXT)
     ex = captions.ImageTextExamples(
-        split, ml_collections.ConfigDict({"size": 16}),
+        split, ml_collections.ConfigDict({"size": 16, "center_crop": False}),
         ml_collections.ConfigDict({"flip_prob": 0.5, "crop_scale_min": 0.9}), text)
     assert len(ex) == 5
     tok = bpe_vocab.tokenizer_for(

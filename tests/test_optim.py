@@ -4,12 +4,11 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
-from sbirjax import optim
+from sbirjax import defaults, optim
 from tests import helpers
 
 
@@ -59,9 +58,10 @@ def test_adamw_hf_without_bias_correction_or_decay():
 
 
 def optim_config(**kw):
-    return ml_collections.ConfigDict({
-        **dict(name="adamw_hf", lr=1.0, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0,
-               warmup_steps=0, schedule="constant", grad_clip=0.0, groups=()), **kw})
+    """config.optim as the base config declares it, with `kw` set."""
+    c = defaults.base().optim
+    c.update({**dict(name="adamw_hf", lr=1.0, eps=1e-6), **kw})
+    return c
 
 
 def test_warmup_fraction_is_floored_as_the_official_code():

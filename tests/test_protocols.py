@@ -2,18 +2,27 @@
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from sbirjax import compare, evaluate, metrics
+from sbirjax import compare, defaults, evaluate, metrics
 from sbirjax.data import examples
 from sbirjax.data.splits import RetrievalSplit
-from sbirjax.train import Selection
+from sbirjax.evaluate import Selection
 
-IMAGE = ml_collections.ConfigDict({"size": 8, "raster": {"canvas": 256, "line_width": 3,
-                                                         "polarity": "black_on_white"}})
+IMAGE = ml_collections.ConfigDict({"size": 8, "center_crop": False,
+                                   "raster": {"canvas": 256, "line_width": 3,
+                                              "polarity": "black_on_white"}})
 AUGMENT = ml_collections.ConfigDict({"flip_prob": 0.0, "crop_scale_min": 1.0})
+
+
+def eval_config(**values):
+    """config.eval as the base config declares it, with `values` set."""
+    cfg = defaults.base().eval
+    cfg.update(values)
+    return cfg
 
 
 def _split(sketch_category, photo_category, sketch_photo=None):
@@ -64,9 +73,8 @@ def test_category_protocol_reports_the_named_metrics_for_every_query_variant():
     rng = np.random.default_rng(2)
     split = _split(rng.integers(0, 3, 20), rng.integers(0, 3, 30))
     q, g = rng.normal(size=(20, 4)), rng.normal(size=(30, 4))
-    cfg = ml_collections.ConfigDict({"ks": (1,), "category_metrics": ("map@all", "p@10"),
-                                     "similarity": "neg_euclidean"})
-    values, extras = evaluate._protocol_metrics("category", split, q, g, cfg)
+    cfg = eval_config(ks=(1,), category_metrics=("map@all", "p@10"))
+    values, extras = evaluate.category(split, q, g, cfg)
     want = metrics.category_retrieval_metrics(q, split.sketch_category, g, split.photo_category,
                                               metrics=("map@all", "p@10"), similarity="neg_euclidean")
     assert values["map@all"] == want["map@all"] and values["p@10"] == want["p@10"]
@@ -76,18 +84,17 @@ def test_category_protocol_reports_the_named_metrics_for_every_query_variant():
 
 def test_fine_grained_protocols_need_paired_queries():
     split = _split([0, 1], [0, 1])
-    cfg = ml_collections.ConfigDict({"ks": (1,)})
     with pytest.raises(ValueError, match="protocol 'category'"):
-        evaluate._protocol_metrics("fine_grained", split, np.eye(2), np.eye(2), cfg)
+        evaluate.fine_grained(split, np.eye(2), np.eye(2), eval_config(ks=(1,)))
 
 
 def test_within_class_protocol_counts_only_the_query_class():
     split = _split([0, 1], [0, 0, 1], sketch_photo=[1, 2])
     q = np.array([[1.0, 0.0], [0.0, 1.0]])
     g = np.array([[1.0, 0.0], [0.9, 0.1], [1.0, 0.0]])  # photo 2 (class 1) sits on query 0
-    cfg = ml_collections.ConfigDict({"ks": (1,)})
-    fg, _ = evaluate._protocol_metrics("fine_grained", split, q, g, cfg)
-    within, _ = evaluate._protocol_metrics("fine_grained_within_class", split, q, g, cfg)
+    cfg = eval_config(ks=(1,))
+    fg, _ = evaluate.fine_grained(split, q, g, cfg)
+    within, _ = evaluate.fine_grained_within_class(split, q, g, cfg)
     assert fg["acc@1"] == 0.0      # query 0: photos 0 and 2 are nearer than its photo 1
     assert within["acc@1"] == 0.5  # within class 0 only photo 0 is nearer; query 1 is first
 
@@ -99,7 +106,7 @@ def test_selection_keeps_the_best_step_and_survives_a_restart(tmp_path):
     again = Selection(str(tmp_path), "val/map@all")
     assert again.best["step"] == 1 and again.best["results"]["test"]["map@all"] == 0.5
     assert again.update(3, {"val": {"map@all": 0.3}, "test": {"map@all": 0.4}})
-    with pytest.raises(KeyError, match="no metric"):
+    with pytest.raises(ValueError, match="no metric"):
         Selection(str(tmp_path / "x"), "val/p@5").update(1, {"val": {"map@all": 0.1}})
     assert not Selection(str(tmp_path / "y"), "").update(1, {})
 
@@ -171,3 +178,45 @@ def test_compare_seed_table_groups_seeds_and_computes_the_gap(tmp_path):
     assert "| other | 1 | 10.0 | 20.0 | 10.0 | 10.0 | 8.0 | -2.0 |" in text
     with pytest.raises(ValueError, match="no 'acc@1' in split 'test'"):
         compare.seed_table(runs, "test", ["acc@1"])
+
+
+def test_a_new_protocol_and_output_come_from_the_config_alone(tmp_path):
+    """A protocol and an output writer registered outside the library run for the split the
+    config names, through the same Evaluation the training loop calls."""
+    from sbirjax import sharding
+
+    @evaluate.protocol("nearest_is_same_class")
+    def nearest_is_same_class(split, q, g, cfg):
+        nearest = np.argmax(q @ g.T, axis=1)
+        hit = split.photo_category[nearest] == split.sketch_category
+        return {"top1_class": float(hit.mean())}, {"relevance": "category"}
+
+    written = []
+    evaluate.output("record")(lambda ctx: written.append((ctx["name"], ctx["protocol"])))
+    try:
+        config = defaults.base()
+        config.eval.splits = {"a": ("x", "x"), "b": ("x", "x")}
+        config.eval.split_protocols = {"b": "nearest_is_same_class"}
+        config.eval.outputs = ("record",)
+        config.eval.batch_size = 4
+        config.data.image = IMAGE
+        split = _split([0, 1, 0], [0, 1], sketch_photo=[0, 1, 0])
+        # Sketches and photos of one class get the same embedding: the new protocol scores 1.
+        code = lambda images: jax.numpy.stack(
+            [images[:, 0, 0, 0] % 2 == 0, images[:, 0, 0, 0] % 2 == 1], -1).astype("float32")
+        fns = {"sketch": lambda p, x: code(x), "photo": lambda p, x: code(x)}
+
+        class Log:
+            def write(self, *a): pass
+            def log(self, *a): pass
+
+        run = evaluate.Evaluation(config, {"a": split, "b": split}, fns,
+                                  sharding.make_mesh(1), str(tmp_path), method_name="toy",
+                                  report=Log())
+        results = run(1, None)
+        assert results["b"] == {"num_gallery": 2, "top1_class": 1.0}
+        assert "acc@1" in results["a"]  # the default protocol, fine_grained
+        assert written == [("a", "fine_grained"), ("b", "nearest_is_same_class")]
+    finally:
+        evaluate._PROTOCOLS.pop("nearest_is_same_class")
+        evaluate._OUTPUTS.pop("record")

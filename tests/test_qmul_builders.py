@@ -4,11 +4,11 @@ import pickle
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import PIL.Image
 import pytest
 
+from sbirjax import defaults
 from sbirjax.data import splits, tfds_io
 from tests import fixtures_qmul as fq
 from tests import helpers
@@ -30,8 +30,8 @@ def text(x):
 
 
 def build(name, manual_dir, data_dir, *, skip_bad=False, log=lambda *_: None):
-    cfg = ml_collections.ConfigDict({"name": name, "data_dir": str(data_dir),
-                                     "skip_bad": skip_bad})
+    cfg = defaults.base().data
+    cfg.update({"name": name, "data_dir": str(data_dir), "skip_bad": skip_bad})
     builders = tfds_io.builders(cfg)
     for b in builders:
         tfds_io.prepare(b, str(manual_dir), log=log)
@@ -138,8 +138,9 @@ def test_manual_dir_may_be_the_release_its_parent_or_the_dataset_folder(built):
 
 
 def test_missing_folders_and_files_name_the_path(tmp_path):
-    sketch_b, _ = tfds_io.builders(ml_collections.ConfigDict(
-        {"name": "shoev2", "data_dir": str(tmp_path / "tfds")}))
+    cfg = defaults.base().data
+    cfg.update({"name": "shoev2", "data_dir": str(tmp_path / "tfds")})
+    sketch_b, _ = tfds_io.builders(cfg)
     missing = str(tmp_path / "nowhere")
     with pytest.raises(common.DatasetLayoutError, match="nowhere") as e:
         tfds_io.prepare(sketch_b, missing)

@@ -43,7 +43,7 @@ def photo_image(record, image_config) -> np.ndarray:
         img = img[:, :, None]
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
-    if image_config.get("center_crop", False):
+    if image_config.center_crop:
         img = center_square(img)
     return resize(img[:, :, :3], image_config.size)
 

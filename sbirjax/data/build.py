@@ -21,8 +21,8 @@ import sys
 from absl import flags
 
 from sbirjax import errors
-import ml_collections
 
+from sbirjax import defaults
 from sbirjax.data import tfds_io
 from sbirjax.errors import UserError
 from tfds_builders.common import BadRecordError
@@ -36,8 +36,9 @@ _SKIP_BAD = flags.DEFINE_bool("skip_bad", False, "skip (and list) unreadable rec
 def build(name: str, manual_dir: str, data_dir: str = "", skip_bad: bool = False,
           log=print) -> dict:
     """Build both configs of `name`; returns {config name: {split: count}}."""
-    data_config = ml_collections.ConfigDict(
-        {"name": name, "data_dir": data_dir, "manual_dir": manual_dir, "skip_bad": skip_bad})
+    data_config = defaults.base().data
+    data_config.update({"name": name, "data_dir": data_dir, "manual_dir": manual_dir,
+                        "skip_bad": skip_bad})
     counts = {}
     for builder in tfds_io.builders(data_config):
         tfds_io.prepare(builder, manual_dir or None, log=log)
@@ -58,8 +59,8 @@ def main(argv):
     except (BadRecordError, pickle.UnpicklingError) as e:  # a damaged download
         raise UserError(f"{e}\n(--skip_bad builds without the unreadable records and lists "
                         "them)") from e
-    print(json.dumps({"dataset": name, "data_dir": tfds_io.data_dir(
-        ml_collections.ConfigDict({"data_dir": _DATA_DIR.value})), "counts": counts}, indent=2))
+    print(json.dumps({"dataset": name, "data_dir": tfds_io.resolve_data_dir(
+        _DATA_DIR.value), "counts": counts}, indent=2))
     return 0
 
 

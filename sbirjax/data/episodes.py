@@ -45,7 +45,7 @@ def training_users(data_config) -> int | None:
     """Distinct training users of a dataset, where the config alone tells."""
     if data_config.name == "synthetic":
         from sbirjax.data import synthetic
-        spec = synthetic.WorldSpec(**dict(data_config.get("synthetic", {})))
+        spec = synthetic.WorldSpec(**dict(data_config.synthetic))
         return spec.num_users - spec.num_test_users
     if data_config.name in ("shoev2", "chairv2"):
         return 3  # the sketch index k of each photo stands for the user (no user ids)

@@ -193,7 +193,7 @@ def make(kind: str, split, data_config, episode: str = "official"):
     if kind not in BUILDERS:
         raise KeyError(f"no example builder {kind!r}; known: {sorted(BUILDERS)}")
     last = (data_config.text if kind == "image_text"
-            else data_config.get("pairing", "instance"))
+            else data_config.pairing)
     if kind == "meta_task":
         return BUILDERS[kind](split, data_config.image, data_config.augment, last, episode)
     return BUILDERS[kind](split, data_config.image, data_config.augment, last)

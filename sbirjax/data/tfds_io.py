@@ -30,9 +30,13 @@ REAL_DATASETS: dict[str, str] = {
 DATASETS = ("synthetic", *REAL_DATASETS)
 
 
+def resolve_data_dir(path: str) -> str:
+    """`path`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return os.path.expanduser(path or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
 def data_dir(data_config) -> str:
-    return os.path.expanduser(
-        data_config.get("data_dir") or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+    return resolve_data_dir(data_config.data_dir)
 
 
 def builders(data_config):
@@ -40,14 +44,14 @@ def builders(data_config):
     name = data_config.name
     if name == "synthetic":
         from tfds_builders import synthetic_sbir
-        spec = synthetic.WorldSpec(**dict(data_config.get("synthetic", {})))
+        spec = synthetic.WorldSpec(**dict(data_config.synthetic))
         return tuple(
             synthetic_sbir.builder(kind, spec, data_dir=data_dir(data_config),
                                    file_format="array_record")
             for kind in ("sketches", "photos"))
     if name in REAL_DATASETS:
         # Configs 'sketches' / 'photos', or their '_skipbad' variants (tfds_builders/common.py).
-        suffix = "_skipbad" if data_config.get("skip_bad", False) else ""
+        suffix = "_skipbad" if data_config.skip_bad else ""
         cls = builder_class(name)
         return tuple(cls(config=kind + suffix, data_dir=data_dir(data_config),
                          file_format="array_record") for kind in ("sketches", "photos"))
@@ -106,7 +110,7 @@ def prepared_builders(data_config, log=print):
     process that still finds no dataset has a data_dir on a disk of its own host: it builds its
     copy, one process of the host at a time (a lock file).
     """
-    manual_dir = data_config.get("manual_dir")
+    manual_dir = data_config.manual_dir
     if jax.process_index() == 0:
         for b in builders(data_config):
             prepare(b, manual_dir, log=log)

@@ -268,4 +268,5 @@ def embed(module, params, images, modality):
 
 METHOD = registry.register(registry.Method(
     name="masbir", build=build, init=init, loss=loss, embed=embed, train_inputs="image_text",
-    embed_modalities=("sketch", "photo", "converted"), load_pretrained=load_pretrained))
+    embed_modalities=("sketch", "photo", "converted"), load_pretrained=load_pretrained,
+    pretrained_source=lambda m: m.pretrained))

@@ -148,8 +148,8 @@ def build(model_config) -> StyleMeUp:
     return StyleMeUp(image_size=model_config.image_size, widths=tuple(model_config.widths),
                      hidden=model_config.hidden, latent=model_config.embed_dim,
                      dropout=model_config.dropout, ft=model_config.ft,
-                     norm_affine=model_config.get("norm_affine", False),
-                     conv_impl=model_config.get("conv_impl", "xla"))
+                     norm_affine=model_config.norm_affine,
+                     conv_impl=model_config.conv_impl)
 
 
 def init(module, rng, image_shape):
@@ -182,7 +182,7 @@ def inner_and_outer(module, config):
     Inner: the meta-train part, FT on, plus the regulariser; outer: the meta-test part (the
     held-out style; `episode_parts`), FT off, no regulariser."""
     m, w, margin = config.meta, dict(config.loss.weights), config.loss.margin
-    eps = config.loss.get("triplet_eps", 0.0)
+    eps = config.loss.triplet_eps
 
     def inner(p, task, key):
         (part, slots), _ = episode_parts(task)
@@ -207,10 +207,10 @@ def meta_objective(module, params, tasks, rng, config):
     inner, outer = inner_and_outer(module, config)
     return meta.maml_loss(params, tasks, rng, inner_loss=inner, outer_loss=outer, lr=m.inner_lr,
                           steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order,
-                          task_chunk=m.get("task_chunk", 0), remat=m.get("remat", False),
-                          model_first_order=m.get("model_first_order", False),
-                          unadapted_weight=m.get("unadapted_weight", 0.0),
-                          update=m.get("update_rule", "maml"))
+                          task_chunk=m.task_chunk, remat=m.remat,
+                          model_first_order=m.model_first_order,
+                          unadapted_weight=m.unadapted_weight,
+                          update=m.update_rule)
 
 
 def loss(module, params, batch, rng, config):

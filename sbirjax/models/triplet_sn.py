@@ -39,12 +39,12 @@ class TripletSN(nn.Module):
 
 
 def build(model_config) -> TripletSN:
-    backbone = model_config.get("backbone", "scratch")
+    backbone = model_config.backbone
     if backbone != "scratch":
         efficientnet.variant(backbone)  # an unknown name fails here, with the known ones
     return TripletSN(widths=tuple(model_config.widths), hidden=model_config.hidden,
                      embed_dim=model_config.embed_dim, dropout=model_config.dropout,
-                     norm_affine=model_config.get("norm_affine", True),
+                     norm_affine=model_config.norm_affine,
                      backbone=backbone)
 
 
@@ -54,7 +54,7 @@ def init(module, rng, image_shape):
 
 def load_pretrained(params, model_config):
     """The backbone's ImageNet weights over a fresh init; the head keeps its initial values."""
-    if model_config.get("backbone", "scratch") == "scratch":
+    if model_config.backbone == "scratch":
         return params
     return {**params, "backbone": efficientnet_weights.load(model_config.backbone,
                                                             params["backbone"])}
@@ -68,7 +68,7 @@ def loss(module, params, batch, rng, config):
     z = module.apply({"params": params}, images, train=True, rngs={"dropout": rng})
     anchor, pos, neg = z[:n], z[n:2 * n], z[2 * n:]
     value = losses.triplet_margin(anchor, pos, neg, config.loss.margin,
-                                  config.loss.get("triplet_eps", 0.0))
+                                  config.loss.triplet_eps)
     d_pos = losses.euclidean(anchor, pos)
     d_neg = losses.euclidean(anchor, neg)
     return value, {"triplet": value, "d_pos": jnp.mean(d_pos), "d_neg": jnp.mean(d_neg),
@@ -82,4 +82,5 @@ def embed(module, params, images, modality):
 
 METHOD = registry.register(registry.Method(
     name="triplet_sn", build=build, init=init, loss=loss, embed=embed, train_inputs="triplet",
-    load_pretrained=load_pretrained))
+    load_pretrained=load_pretrained,
+    pretrained_source=lambda m: "" if m.backbone == "scratch" else m.backbone))

@@ -84,7 +84,8 @@ def _protocol_metrics(protocol, split, q, g, eval_config):
                                               split.sketch_category[valid], split.photo_category)
     values = metrics.fg_acc_at_k(ranks, ks)
     sc = metrics.style_consistency(ranks, split.sketch_photo[valid])
-    values.update({"rank_avg": sc["rank_avg"], "v_avg": sc["v_avg"], "num_queries": int(valid.sum())})
+    values.update({"rank_avg": sc["rank_avg"], "v_avg": sc["v_avg"],
+                   "num_queries": int(valid.sum())})
     if eval_config.get("category_metrics"):
         values.update(metrics.category_retrieval_metrics(
             q, split.sketch_category, g, split.photo_category,

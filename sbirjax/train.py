@@ -49,8 +49,8 @@ def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> Non
     if not (np.isfinite(loss) and np.isfinite(gnorm)):
         last = ckpt.latest_step()
         raise FloatingPointError(
-            f"loss is {loss} (gradient norm {gnorm}) at step {step}. Training stopped; nothing after step "
-            f"{last if last is not None else 0} was saved"
+            f"loss is {loss} (gradient norm {gnorm}) at step {step}. Training stopped; "
+            f"nothing after step {last if last is not None else 0} was saved"
             + (f" and the last good checkpoint (step {last}) is in {ckpt.directory}."
                if last is not None else ".")
             + " Lower config.optim.lr or check the input data, then run again to resume.")
@@ -295,7 +295,8 @@ class Selection:
         if self.best is not None and not value > self.best["value"]:
             return False
         self.best = {"select": self.key, "step": step, "value": value,
-                     "results": {k: {m: float(v) for m, v in r.items()} for k, r in results.items()}}
+                     "results": {k: {m: float(v) for m, v in r.items()}
+                                 for k, r in results.items()}}
         if jax.process_index() == 0:
             rundir.write_text_atomic(self.path, json.dumps(self.best, indent=2))
         return True

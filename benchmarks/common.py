@@ -15,8 +15,9 @@ import numpy as np
 
 def machine() -> dict:
     d = jax.devices()[0]
-    return {"platform": d.platform, "device_kind": d.device_kind, "device_count": jax.device_count(),
-            "host_cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__}
+    return {"platform": d.platform, "device_kind": d.device_kind,
+            "device_count": jax.device_count(), "host_cpus": os.cpu_count(),
+            "python": platform.python_version(), "jax": jax.__version__}
 
 
 def time_calls(fn, *, warmup: int, iters: int) -> dict:

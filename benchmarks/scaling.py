@@ -84,7 +84,8 @@ def measure(n: int) -> dict:
         "state_bytes_on_device0": int(state_bytes),
         "state_bytes_logical": int(sum(x.nbytes for x in jax.tree.leaves(holder["state"]))),
         "step_time_median_s": t["median_s"], "steps_per_s": 1.0 / t["median_s"],
-        "images_per_s": images / t["median_s"], "images_per_s_per_device": images / t["median_s"] / n,
+        "images_per_s": images / t["median_s"],
+        "images_per_s_per_device": images / t["median_s"] / n,
         "trace_count": train.TRACE_COUNTS.get("train_step"), "machine": common.machine()}
 
 

@@ -1,12 +1,15 @@
 """StyleMeUp on QMUL-ShoeV2 (fine-grained SBIR), the paper's main setting.
 
-  python -m sbirjax.main --config=configs/shoev2.py --config.data.manual_dir=~/data/SketchX_Shoe_ChairV2
+  python -m sbirjax.main --config=configs/shoev2.py \
+      --config.data.manual_dir=~/data/SketchX_Shoe_ChairV2
   python -m sbirjax.main --config=configs/shoev2.py:no_ft            # an ablation
-  python -m sbirjax.main --config=configs/shoev2.py:full,3sketch     # the official code's 3-sketch filter (train and test)
+  python -m sbirjax.main --config=configs/shoev2.py:full,3sketch     # the official code's 3-sketch
+                                                                     # filter (train and test)
   python -m sbirjax.main --config=configs/shoev2.py:triplet_sn       # the Triplet-SN baseline
 
 The argument is comma-separated: a StyleMeUp ablation (defaults.STYLEMEUP_ABLATIONS: full,
-no_ft, no_reg, fixed_ft, first_order, model_first_order, mldg, inner0..inner4) or 'triplet_sn', and optionally '3sketch'.
+no_ft, no_reg, fixed_ft, first_order, model_first_order, mldg, inner0..inner4) or 'triplet_sn', and
+optionally '3sketch'.
 Test protocol: the standard full test split by default (ShoeV2: 200 photos, every test sketch);
 '3sketch' keeps only photos with three sketches, train and test, as the official code does.
 Model defaults follow the paper (defaults.stylemeup); the latent size d is

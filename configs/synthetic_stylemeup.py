@@ -27,7 +27,8 @@ from sbirjax import defaults
 def get_config(arg="full"):
     tokens = [t for t in (arg or "full").split(",") if t]
     if any(t != "styles" for t in tokens[1:]):
-        raise ValueError(f"configs/synthetic_stylemeup.py: argument {arg!r}; use 'ablation[,styles]'")
+        raise ValueError(f"configs/synthetic_stylemeup.py: argument {arg!r}; "
+                         "use 'ablation[,styles]'")
     c = defaults.stylemeup(tokens[0] if tokens else "full")
     c.data.name = "synthetic"
     c.data.image.size = 64

@@ -15,7 +15,8 @@ from sbirjax import defaults
 
 def get_config(arg=None):
     if arg not in (None, "", "styles"):
-        raise ValueError(f"configs/synthetic_triplet.py: unknown argument {arg!r}; use 'styles' or none")
+        raise ValueError(f"configs/synthetic_triplet.py: unknown argument {arg!r}; "
+                         "use 'styles' or none")
     c = defaults.base()
     c.method = "triplet_sn"
     c.data.name = "synthetic"

@@ -33,7 +33,8 @@ import tarfile
 import tempfile
 
 JAX_TPU = "jax[tpu]==0.10.2"  # sbirjax pins jax 0.10.2 (pyproject.toml)
-# The [gcs] extra of pyproject.toml: gs:// for TFDS and etils (gcsfs) and tensorboardX (google-cloud-storage).
+# The [gcs] extra of pyproject.toml: gs:// for TFDS and etils (gcsfs) and tensorboardX
+# (google-cloud-storage).
 EXTRA_PACKAGES = ["gcsfs==2026.10.1", "google-cloud-storage==3.17.1"]
 PYTHON = "python3.11"  # sbirjax needs Python >= 3.11; the TPU VM images ship 3.10
 

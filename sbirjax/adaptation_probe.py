@@ -48,7 +48,8 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
 
     def one(task, key):
         k_in, k_out = jax.random.split(key)
-        adapted, _ = meta.sgd_adapt(params, lambda p, k: inner(p, task, jax.random.fold_in(k_in, k)),
+        adapted, _ = meta.sgd_adapt(params,
+                                    lambda p, k: inner(p, task, jax.random.fold_in(k_in, k)),
                                     lr=config.meta.inner_lr, steps=steps, mask=mask,
                                     first_order=True)
         _, before = outer(params, task, k_out)
@@ -93,7 +94,8 @@ def table(result) -> str:
              "| outer term | model as it is | after the inner step |", "|---|---|---|"]
     for k in result["outer_before"]:
         lines.append(f"| {k} | {result['outer_before'][k]:.4f} | {result['outer_after'][k]:.4f} |")
-    lines += ["", "| inner-loss term (weighted) | gradient norm on the adapted leaves |", "|---|---|"]
+    lines += ["", "| inner-loss term (weighted) | gradient norm on the adapted leaves |",
+              "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" for k, v in result["inner_grad_norm"].items()]
     lines += ["", "| parameter group | relative change in the inner step |", "|---|---|"]
     lines += [f"| {g} | {v:.4f} |" for g, v in list(result["relative_change"].items())[:10]]

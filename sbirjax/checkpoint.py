@@ -46,7 +46,8 @@ class Checkpointer:
     def restore(self, abstract_state, shardings, step: int | None = None):
         step = self.latest_step() if step is None else step
         target = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state,
+            shardings)
         return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
     def restore_latest(self, abstract_state, shardings, log=print):

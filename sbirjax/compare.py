@@ -38,7 +38,8 @@ _STEP = flags.DEFINE_integer("step", None, "compare the evaluation at this step 
 _OUT = flags.DEFINE_string("out", "", "where to write the plot (PNG); empty: no plot")
 _CURVES = flags.DEFINE_string("curves", "", "where to write the learning curves (PNG)")
 _TRAIN_METRIC = flags.DEFINE_list(
-    "train_metric", ["loss"], "training metric for --curves; a list: each run plots the first it has")
+    "train_metric", ["loss"],
+    "training metric for --curves; a list: each run plots the first it has")
 _BARS = flags.DEFINE_string("bars", "", "where to write the bar chart of --bar_metric (PNG)")
 _BAR_METRIC = flags.DEFINE_string("bar_metric", "rank_avg", "metric for --bars")
 _BAR_SPLITS = flags.DEFINE_list("bar_splits", [], "splits for --bars; empty: --split only")

@@ -117,7 +117,8 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     torch's triplet distance, no random crop. docs/parity.md lists every remaining difference."""
     ablation = ablation or "full"
     if ablation not in STYLEMEUP_ABLATIONS:
-        raise ValueError(f"unknown StyleMeUp ablation {ablation!r}; use one of {STYLEMEUP_ABLATIONS}")
+        raise ValueError(f"unknown StyleMeUp ablation {ablation!r}; "
+                         f"use one of {STYLEMEUP_ABLATIONS}")
     c = base()
     c.method = "stylemeup"
     c.batch_size = 12          # tasks per meta-batch (the official code's 12)
@@ -161,8 +162,9 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
 
 
 def stylemeup_fine_grained(dataset: str, arg: str) -> ml_collections.ConfigDict:
-    """QMUL fine-grained values (shoev2, chairv2). arg: 'ablation[,3sketch]' or 'triplet_sn[,3sketch]'
-    (the baseline keeps base()'s batch of 32 triplets); '3sketch' is the official code's filter."""
+    """QMUL fine-grained values (shoev2, chairv2). arg: 'ablation[,3sketch]' or
+    'triplet_sn[,3sketch]' (the baseline keeps base()'s batch of 32 triplets); '3sketch' is the
+    official code's filter."""
     tokens = [t for t in (arg or "full").split(",") if t]
     method = tokens[0] if tokens else "full"
     split = "_3sketch" if "3sketch" in tokens[1:] else ""

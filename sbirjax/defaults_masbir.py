@@ -1,4 +1,5 @@
-"""MA-SBIR values shared by configs/masbir_*.py and configs/synthetic_masbir.py. Only assembles values.
+"""MA-SBIR values shared by configs/masbir_*.py and configs/synthetic_masbir.py. Only assembles
+values.
 
 Follows the official code (project notes, methods.md section B) unless marked:
   - transformers' AdamW (optim.name 'adamw_hf': eps 1e-6 added to sqrt(v) before the bias

@@ -296,7 +296,8 @@ class Selection:
         if self.best is not None and not value > self.best["value"]:
             return False
         self.best = {"select": self.key, "step": step, "value": value,
-                     "results": {k: {m: float(v) for m, v in r.items()} for k, r in results.items()}}
+                     "results": {k: {m: float(v) for m, v in r.items()}
+                                 for k, r in results.items()}}
         if jax.process_index() == 0:
             rundir.write_text_atomic(self.path, json.dumps(self.best, indent=2))
         return True

@@ -1,8 +1,8 @@
 """Retrieval metrics for sketch-based image retrieval, pure NumPy.
 
-Published SBIR numbers use several incompatible conventions for "the same" metric. Each convention has
-its own function here, named after what it computes; the docstrings say which benchmarks use it (see
-also ``reference/metrics.md``).
+Published SBIR numbers use several incompatible conventions for "the same" metric. Each convention
+has its own function here, named after what it computes; the docstrings say which benchmarks use it
+(see also ``reference/metrics.md``).
 
 Fine-grained (instance-level) retrieval:
   * ``fg_ranks`` / ``fg_acc_at_k``: rank of the paired photo, ties counted against the query.
@@ -10,7 +10,8 @@ Fine-grained (instance-level) retrieval:
   * ``style_consistency``: mean rank and mean per-photo rank variance over several sketchers.
 
 Category-level retrieval (relevant = same class):
-  * ``average_precision``: non-interpolated AP, identical to scikit-learn (tied scores = one threshold).
+  * ``average_precision``: non-interpolated AP, identical to scikit-learn (tied scores = one
+    threshold).
   * ``voc_average_precision``: VOC-interpolated AP, optionally truncated at K with R_K = min(K, R).
   * ``precision_at_k`` (relevant in top K / K) and ``precision_at_k_min_r`` (top min(K, R) items).
   * ``category_retrieval_metrics``: all of the above over a query set, streamed over query blocks.
@@ -18,8 +19,8 @@ Category-level retrieval (relevant = same class):
 Ordering and ties: wherever an explicit order is needed, items are sorted by descending score with a
 stable sort on ``-score``, so tied items keep their gallery order (lower gallery index first). Only
 ``average_precision`` (and ``map@all``) is independent of that tie-break; VOC AP and both P@K
-conventions depend on it, as they do in the reference implementations. Ties are exact float equality,
-so they depend on how the scores were computed.
+conventions depend on it, as they do in the reference implementations. Ties are exact float
+equality, so they depend on how the scores were computed.
 """
 
 from __future__ import annotations
@@ -156,9 +157,9 @@ def fg_ranks(query_emb, gallery_emb, query_to_gallery) -> np.ndarray:
     """Fine-grained rank of each query's paired photo (SketchX convention).
 
     Convention "FG acc@K" (Triplet-SN baselines, StyleMeUp, on-the-fly; QMUL-ShoeV2 / ChairV2):
-    ``rank_q = #{g : d(q, g) <= d(q, p_q)}`` with d the Euclidean distance on the embeddings as given
-    (callers pass L2-normalised embeddings). The true photo counts itself, so rank >= 1, and every tie
-    with the true photo counts against the query.
+    ``rank_q = #{g : d(q, g) <= d(q, p_q)}`` with d the Euclidean distance on the embeddings as
+    given (callers pass L2-normalised embeddings). The true photo counts itself, so rank >= 1, and
+    every tie with the true photo counts against the query.
 
     Args:
       query_emb: (Q, D) sketch embeddings.
@@ -176,9 +177,9 @@ def fg_ranks_within_class(query_emb, gallery_emb, query_to_gallery, query_labels
                           gallery_labels) -> np.ndarray:
     """Fine-grained rank counting only gallery photos of the query's class.
 
-    Convention "FG acc@K within the query's class" (fine-grained zero-shot, FG-ZS Sketchy acc@1/acc@5):
-    ``rank_q = #{g : class(g) = class(q), d(q, g) <= d(q, p_q)}``, Euclidean distance, ties against
-    the query, rank >= 1. The paired photo must belong to the query's class.
+    Convention "FG acc@K within the query's class" (fine-grained zero-shot, FG-ZS Sketchy
+    acc@1/acc@5): ``rank_q = #{g : class(g) = class(q), d(q, g) <= d(q, p_q)}``, Euclidean distance,
+    ties against the query, rank >= 1. The paired photo must belong to the query's class.
     """
     q, g = _check_pair(query_emb, gallery_emb)
     idx = _as_index(query_to_gallery, q.shape[0], g.shape[0])
@@ -209,9 +210,9 @@ def fg_acc_at_k(ranks, ks: Sequence[int] = (1, 10)) -> dict[str, float]:
 def style_consistency(ranks, photo_ids) -> dict:
     """Rank statistics over photos sketched several times (StyleMeUp's style-consistency study).
 
-    ``rank_avg``: mean rank over all queries. ``v_avg``: mean over photos with at least two sketches of
-    the population variance (ddof=0) of the ranks of that photo's sketches (nan if there is no such
-    photo). ``n_photos``: number of photos entering ``v_avg``.
+    ``rank_avg``: mean rank over all queries. ``v_avg``: mean over photos with at least two sketches
+    of the population variance (ddof=0) of the ranks of that photo's sketches (nan if there is no
+    such photo). ``n_photos``: number of photos entering ``v_avg``.
     """
     ranks = np.asarray(ranks, dtype=np.float64)
     if ranks.ndim != 1 or ranks.shape[0] == 0:
@@ -254,13 +255,13 @@ def average_precision(relevant, scores) -> float:
 def voc_average_precision(relevant, scores, k: int | None = None) -> float:
     """VOC-interpolated AP, optionally truncated at k.
 
-    Convention 2 (SAKE, ZSE-SBIR, MA-SBIR; zero-shot Sketchy / TU-Berlin / QuickDraw mAP@all, Sketchy
-    split-2 mAP@200). Items are sorted by descending score with a stable sort on ``-score`` (ties keep
-    their input order); tp and fp are cumulated item by item; ``recall = tp / R`` where R is the number
-    of relevant items, or with k the ranking is cut to the top k and ``R_K = min(k, R)``;
-    ``precision = tp / (tp + fp)``. Recall is padded to [0, ..., 1] and precision to [0, ..., 0],
-    precision is made monotone from the right, and AP sums delta-recall x precision where recall
-    changes. Returns nan when no item is relevant.
+    Convention 2 (SAKE, ZSE-SBIR, MA-SBIR; zero-shot Sketchy / TU-Berlin / QuickDraw mAP@all,
+    Sketchy split-2 mAP@200). Items are sorted by descending score with a stable sort on ``-score``
+    (ties keep their input order); tp and fp are cumulated item by item; ``recall = tp / R`` where R
+    is the number of relevant items, or with k the ranking is cut to the top k and
+    ``R_K = min(k, R)``; ``precision = tp / (tp + fp)``. Recall is padded to [0, ..., 1] and
+    precision to [0, ..., 0], precision is made monotone from the right, and AP sums delta-recall x
+    precision where recall changes. Returns nan when no item is relevant.
     """
     rel, s = _check_ranking(relevant, scores)
     n_rel = int(rel.sum())
@@ -283,9 +284,9 @@ def voc_average_precision(relevant, scores, k: int | None = None) -> float:
 def precision_at_k(relevant, scores, k: int) -> float:
     """P@K, convention (a): number of relevant items in the top k divided by k.
 
-    Used by SAKE, Sem-PCYC and StyleMeUp's category tables (P@200). All top-k items are read (not only
-    the item at sorted index k). Ties are broken by the stable sort on ``-score``. If the ranking holds
-    fewer than k items the denominator is still k.
+    Used by SAKE, Sem-PCYC and StyleMeUp's category tables (P@200). All top-k items are read (not
+    only the item at sorted index k). Ties are broken by the stable sort on ``-score``. If the
+    ranking holds fewer than k items the denominator is still k.
     """
     rel, s = _check_ranking(relevant, scores)
     k = _check_k(k)
@@ -296,9 +297,10 @@ def precision_at_k(relevant, scores, k: int) -> float:
 def precision_at_k_min_r(relevant, scores, k: int) -> float:
     """P@K, convention (b): mean relevance of the top min(k, R) items, R = number of relevant items.
 
-    Used by ZSE-SBIR and MA-SBIR (zero-shot Sketchy P@100 / P@200, TU-Berlin P@100, QuickDraw P@200).
-    Equals convention (a) when R >= k; when R < k they usually differ (a perfect ranking scores 1 here
-    but R / k under (a)). Ties are broken by the stable sort on ``-score``. Returns nan when R = 0.
+    Used by ZSE-SBIR and MA-SBIR (zero-shot Sketchy P@100 / P@200, TU-Berlin P@100, QuickDraw
+    P@200). Equals convention (a) when R >= k; when R < k they usually differ (a perfect ranking
+    scores 1 here but R / k under (a)). Ties are broken by the stable sort on ``-score``. Returns
+    nan when R = 0.
     """
     rel, s = _check_ranking(relevant, scores)
     k = _check_k(k)
@@ -321,8 +323,9 @@ def _parse_metrics(metrics) -> list[tuple[str, str, int | None, bool]]:
         m = _METRIC_RE.match(name) if isinstance(name, str) else None
         if m is None:
             raise ValueError(
-                f"unknown metric {name!r}; expected 'map@all', 'map_voc@all', 'map_voc@K', 'p@K' or "
-                "'p_minr@K' (K a positive integer), optionally with suffix '/class_balanced'")
+                f"unknown metric {name!r}; expected 'map@all', 'map_voc@all', 'map_voc@K', "
+                "'p@K' or 'p_minr@K' (K a positive integer), optionally with suffix "
+                "'/class_balanced'")
         kind, k, balanced = m.group(1), m.group(2), m.group(3) is not None
         if k == "all" and kind in ("p", "p_minr"):
             raise ValueError(f"metric {name!r} needs an integer K")
@@ -344,12 +347,14 @@ def _block_scores(qb, g_t, g_sq, similarity) -> np.ndarray:
 
 
 def _block_map_sklearn(rel_sorted, s_sorted, tp, n_rel) -> np.ndarray:
-    """Non-interpolated AP per row (scikit-learn convention) from rows sorted by descending score."""
+    """Non-interpolated AP per row (scikit-learn convention) from rows sorted by descending
+    score."""
     b, n = rel_sorted.shape
     cols = np.arange(n, dtype=np.int32)
     is_end = np.ones((b, n), dtype=bool)
     is_end[:, :-1] = s_sorted[:, 1:] != s_sorted[:, :-1]
-    # index of the last item of the tie group each position belongs to: running minimum from the right
+    # index of the last item of the tie group each position belongs to: running minimum from
+    # the right
     end_idx = np.where(is_end, cols, n - 1)
     end_idx = np.minimum.accumulate(end_idx[:, ::-1], axis=1)[:, ::-1]
     precision_at_end = np.take_along_axis(tp, end_idx, axis=1) / (end_idx + 1.0)
@@ -361,9 +366,9 @@ def _block_map_sklearn(rel_sorted, s_sorted, tp, n_rel) -> np.ndarray:
 def _block_map_voc(rel_sorted, tp, n_rel, k) -> np.ndarray:
     """VOC-interpolated AP per row; equals ``voc_average_precision`` applied row by row.
 
-    Recall rises by 1 / R_K at each relevant item of the top k and nowhere else, and the interpolated
-    precision there is the running maximum of precision from the right, so AP is the sum of that
-    maximum over the relevant top-k items, divided by R_K = min(k, R).
+    Recall rises by 1 / R_K at each relevant item of the top k and nowhere else, and the
+    interpolated precision there is the running maximum of precision from the right, so AP is the
+    sum of that maximum over the relevant top-k items, divided by R_K = min(k, R).
     """
     n = rel_sorted.shape[1]
     k = n if k is None else min(k, n)
@@ -428,8 +433,8 @@ def category_retrieval_metrics(query_emb, query_labels, gallery_emb, gallery_lab
     for every AP and for 'p_minr', and are skipped).
 
     Returns:
-      ``{name: value}``, and when ``return_per_query`` also ``{base_name: (Q,) float64}`` keyed by the
-      name without the '/class_balanced' suffix.
+      ``{name: value}``, and when ``return_per_query`` also ``{base_name: (Q,) float64}`` keyed by
+      the name without the '/class_balanced' suffix.
     """
     q, g = _check_pair(query_emb, gallery_emb)
     q_labels = _as_labels(query_labels, q.shape[0], "query_labels")

@@ -2,7 +2,8 @@
 (z, CLIP's normalised projection) and after (s = z - m[modality]) subtracting the learned modality
 vectors, as t-SNE maps and as neighbourhood figures.
 
-  python -m sbirjax.modality_map --config=configs/synthetic_masbir.py --workdir=runs/synthetic_masbir
+  python -m sbirjax.modality_map --config=configs/synthetic_masbir.py
+                                 --workdir=runs/synthetic_masbir
                                  [--split=zs] [--per_class=40] [--step=N] [--perplexity=30]
 
 The config (with the same overrides as the run) rebuilds the model and the checkpoint comes from
@@ -153,7 +154,8 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     class_names = [str(split.category_names[c]) for c in present]
     img_label = np.searchsorted(present, np.concatenate([split.sketch_category[sk],
                                                          split.photo_category[ph]]))
-    encode = jax.jit(lambda p, x: module.apply({"params": p}, x, method=masbir.MaSbir.encode_images))
+    encode = jax.jit(lambda p, x: module.apply({"params": p}, x,
+                                               method=masbir.MaSbir.encode_images))
     z_img = np.concatenate([np.asarray(encode(params, images[i:i + 128]))
                             for i in range(0, len(images), 128)])
 

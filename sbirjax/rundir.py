@@ -86,8 +86,10 @@ def check_resume(config, workdir) -> None:
     new = json.loads(config.to_json_best_effort())
     changed = [(k, _lookup(saved, k), _lookup(new, k)) for k in RESUME_KEYS
                if _lookup(saved, k) is not None and _lookup(saved, k) != _lookup(new, k)]
-    old_model, new_model = _flatten(saved.get("model", {}), "model"), _flatten(new.get("model", {}), "model")
-    changed += [(k, old_model.get(k), new_model.get(k)) for k in sorted(set(old_model) | set(new_model))
+    old_model, new_model = (_flatten(saved.get("model", {}), "model"),
+                            _flatten(new.get("model", {}), "model"))
+    changed += [(k, old_model.get(k), new_model.get(k))
+                for k in sorted(set(old_model) | set(new_model))
                 if old_model.get(k) != new_model.get(k)]
     if changed:
         listed = "; ".join(f"{k}={old!r} in the run, {now!r} now" for k, old, now in changed)

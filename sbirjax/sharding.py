@@ -19,20 +19,21 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 DATA = "data"
 FSDP = "fsdp"
 AXES = (DATA, FSDP)
-# Leaves smaller than this (biases, norm scales, step counters) stay replicated under fsdp: splitting
-# them saves no memory worth the extra collectives.
+# Leaves smaller than this (biases, norm scales, step counters) stay replicated under fsdp:
+# splitting them saves no memory worth the extra collectives.
 FSDP_MIN_SIZE = 1024
 
 
 def make_mesh(num_devices: int = -1, devices: Sequence[jax.Device] | None = None,
               fsdp: int = 1) -> Mesh:
-    """A ('data', 'fsdp') mesh over `num_devices` devices (-1: all of them), fsdp of them per row."""
+    """A ('data', 'fsdp') mesh over `num_devices` devices (-1: all of them), fsdp of them per
+    row."""
     devices = list(jax.devices() if devices is None else devices)
     if num_devices not in (-1, None):
         if num_devices > len(devices):
             raise ValueError(
-                f"config.mesh.num_devices={num_devices} but only {len(devices)} devices are visible; "
-                "set --config.mesh.num_devices=-1 to use all of them.")
+                f"config.mesh.num_devices={num_devices} but only {len(devices)} devices are "
+                "visible; set --config.mesh.num_devices=-1 to use all of them.")
         devices = devices[:num_devices]
     if fsdp < 1 or len(devices) % fsdp:
         raise ValueError(f"config.mesh.fsdp={fsdp} must be a positive divisor of the "
@@ -54,7 +55,8 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def leaf_spec(shape: Sequence[int], fsdp: int, min_size: int = FSDP_MIN_SIZE) -> P:
-    """P() or the spec splitting the largest axis that `fsdp` divides (the last one among equals)."""
+    """P() or the spec splitting the largest axis that `fsdp` divides (the last one among
+    equals)."""
     if fsdp == 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
         return P()
     candidates = [i for i, n in enumerate(shape) if n % fsdp == 0]

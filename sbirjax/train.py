@@ -48,8 +48,8 @@ def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> Non
     if not (np.isfinite(loss) and np.isfinite(gnorm)):
         last = ckpt.latest_step()
         raise FloatingPointError(
-            f"loss is {loss} (gradient norm {gnorm}) at step {step}. Training stopped; nothing after step "
-            f"{last if last is not None else 0} was saved"
+            f"loss is {loss} (gradient norm {gnorm}) at step {step}. Training stopped; "
+            f"nothing after step {last if last is not None else 0} was saved"
             + (f" and the last good checkpoint (step {last}) is in {ckpt.directory}."
                if last is not None else ".")
             + " Lower config.optim.lr or check the input data, then run again to resume.")

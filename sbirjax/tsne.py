@@ -1,4 +1,5 @@
-"""Exact t-SNE (van der Maaten and Hinton, 2008) in numpy and JAX, for plots of a few thousand points.
+"""Exact t-SNE (van der Maaten and Hinton, 2008) in numpy and JAX, for plots of a few thousand
+points.
 
   y, info = tsne.embed(x, perplexity=30, seed=0)   # x (n, d) -> y (n, 2)
 

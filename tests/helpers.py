@@ -5,7 +5,8 @@ import os
 TINY_WORLD = dict(instances_per_category=3, test_instances_per_category=1, num_users=7,
                   num_test_users=3, train_sketches_per_instance=3, test_sketches_per_instance=3,
                   seen_user_sketches_per_test_instance=3, photo_size=32)
-# A committed tiny CLIP snapshot (32 px images, 16 text positions): tests/fixtures/make_clip_fixture.py
+# A committed tiny CLIP snapshot (32 px images, 16 text positions):
+# tests/fixtures/make_clip_fixture.py
 CLIP_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "clip_tiny")
 
 

@@ -1,4 +1,5 @@
-"""One process of a test run: trains the tiny shrunk Triplet-SN config and saves its final parameters.
+"""One process of a test run: trains the tiny shrunk Triplet-SN config and saves its final
+parameters.
 
   python -m tests.multiprocess_worker --workdir=W --data_dir=D [--steps=6] [--out=params.npz]
       [--checkpoint_every=2] [--num_devices=-1] [--fsdp=1]

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_probe_on_a_tiny_run(tmp_path):
-    config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), str(tmp_path / "tfds"), steps=2)
+    config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"),
+                            str(tmp_path / "tfds"), steps=2)
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir)
     result = adaptation_probe.probe(config, workdir, num_tasks=4)

@@ -1,7 +1,7 @@
 """The Flax CLIP against Hugging Face's PyTorch CLIPModel, through the committed fixture.
 
-tests/fixtures/clip_tiny/ was written by tests/fixtures/make_clip_fixture.py (torch, run separately);
-these tests need neither torch nor a network.
+tests/fixtures/clip_tiny/ was written by tests/fixtures/make_clip_fixture.py (torch, run
+separately); these tests need neither torch nor a network.
 """
 import functools
 import json
@@ -78,8 +78,8 @@ def test_bfloat16_compute_stays_close(pretrained, expected):
 
 
 def test_eos_positions():
-    """HF pools at the first EOS; legacy configs (eos_token_id == 2) at the largest id, which is the same
-    place with CLIP's vocabulary (EOS is its last token) and with the fixture's."""
+    """HF pools at the first EOS; legacy configs (eos_token_id == 2) at the largest id, which is the
+    same place with CLIP's vocabulary (EOS is its last token) and with the fixture's."""
     ids = jnp.array([[9, 5, 7, 3, 3], [9, 3, 8, 3, 3]])  # 3 = EOS, also the padding
     np.testing.assert_array_equal(eos_positions(ids, 3), [3, 1])  # first EOS
     np.testing.assert_array_equal(eos_positions(ids, 2), [0, 0])  # legacy: largest id
@@ -92,7 +92,8 @@ def test_tokenizer_matches_reference(expected):
     np.testing.assert_array_equal(ids, expected["input_ids"])
     np.testing.assert_array_equal(mask, expected["attention_mask"])
     ids, mask = clip_weights.tokenize(tokenizer, ["a photo of a shoe. " * 10], max_length=16)
-    assert ids.shape == (1, 16) and mask.all() and ids[0, -1] == tokenizer.eos_token_id  # cut, EOS kept
+    # cut, EOS kept
+    assert ids.shape == (1, 16) and mask.all() and ids[0, -1] == tokenizer.eos_token_id
 
 
 def test_tokenizer_without_vocabulary_raises(tmp_path):
@@ -119,7 +120,8 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
     with pytest.raises(ValueError) as err:
         clip_weights.load_pretrained(directory)
     message = str(err.value)
-    for part in ("vision_model.pre_layrnorm.bias", "text_model.extra_head.weight", "model.safetensors"):
+    for part in ("vision_model.pre_layrnorm.bias", "text_model.extra_head.weight",
+                 "model.safetensors"):
         assert part in message
 
 
@@ -156,12 +158,13 @@ def test_missing_checkpoint_says_what_to_download(monkeypatch, tmp_path):
 
 
 def test_config_from_hf_dict():
-    """Missing keys take Hugging Face's defaults (ViT-B/32); legacy *_config_dict entries override."""
+    """Missing keys take Hugging Face's defaults (ViT-B/32); legacy *_config_dict entries
+    override."""
     config = ClipConfig.from_hf_dict({"text_config": {"eos_token_id": 2},
                                       "vision_config_dict": {"hidden_act": "gelu"}})
     assert config.text.eos_token_id == 2 and config.vision.act == "gelu"
-    assert (config.vision.width, config.vision.patch_size, config.text.width, config.projection_dim) == (
-        768, 32, 512, 512)
+    assert (config.vision.width, config.vision.patch_size, config.text.width,
+            config.projection_dim) == (768, 32, 512, 512)
     with pytest.raises(ValueError, match="unsupported hidden_act"):
         ClipConfig.from_hf_dict({"text_config": {"hidden_act": "relu"}})
     shapes = clip_weights.param_shapes(ClipConfig.tiny())

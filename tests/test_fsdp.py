@@ -1,4 +1,5 @@
-"""An fsdp mesh trains like pure data parallelism, with parameters and optimiser state really split."""
+"""An fsdp mesh trains like pure data parallelism, with parameters and optimiser state really
+split."""
 import jax
 import numpy as np
 import pytest

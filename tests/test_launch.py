@@ -122,7 +122,8 @@ def test_setup_local_copies_to_all_workers_then_installs(capsys):
     assert f"--zone={ZONE}" in ssh and "--worker=all" in ssh
     script = command_of(ssh)
     assert "tar -xzf" in script and "git clone" not in script
-    assert "-m pip install -q -e \"$HOME/sbirjax\" 'jax[tpu]==0.10.2' gcsfs==2026.10.1 google-cloud-storage==3.17.1" in script
+    assert ("-m pip install -q -e \"$HOME/sbirjax\" 'jax[tpu]==0.10.2' gcsfs==2026.10.1 "
+            "google-cloud-storage==3.17.1" in script)
     assert "python3.11 -m venv" in script and "python3.11-venv" in script
 
 

@@ -59,7 +59,8 @@ def test_discriminator_excludes_the_source_modality():
     wrong = eye.at[1].set(30.0 * jnp.eye(4)[0])  # but the row of target 1 says 0
     src = jnp.array([1])
     assert float(masbir.discriminator_loss(wrong[None], src)) < 1e-6  # row 1 is the source: unused
-    assert float(masbir.discriminator_loss(wrong[None], jnp.array([2]))) == pytest.approx(30 / 3, rel=1e-3)
+    assert float(masbir.discriminator_loss(wrong[None], jnp.array([2]))) == pytest.approx(
+        30 / 3, rel=1e-3)
     np.testing.assert_allclose(masbir.discriminator_loss(jnp.zeros((2, 4, 4)), jnp.array([0, 3])),
                                np.log(4), rtol=1e-6)
 
@@ -189,7 +190,8 @@ def test_one_jitted_train_step_is_finite_and_keeps_frozen_weights():
     ids = rng.integers(0, 63, (8, 8)).astype(np.int32)
     ids[:, -1] = 63
     batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
-             "modality": np.array([0, 1] * 4, np.int32), "text_modality": np.array([3, 2] * 4, np.int32),
+             "modality": np.array([0, 1] * 4, np.int32),
+             "text_modality": np.array([3, 2] * 4, np.int32),
              "label": np.array([0, 0, 1, 1, 2, 2, 3, 3], np.int32), "input_ids": ids,
              "attention_mask": np.ones((8, 8), np.int32)}
     state, metrics = step(state_lib.create(params, tx), batch, jax.random.key(0))
@@ -261,7 +263,8 @@ def test_holdout_by_class_deterministic_disjoint():
     train, val = splits.holdout(split, 0.2, seed=0)
     again, _ = splits.holdout(split, 0.2, seed=0)
     np.testing.assert_array_equal(train.sketches.indices, again.sketches.indices)
-    assert not np.array_equal(splits.holdout(split, 0.2, seed=1)[1].photos.indices, val.photos.indices)
+    assert not np.array_equal(splits.holdout(split, 0.2, seed=1)[1].photos.indices,
+                              val.photos.indices)
     for part in ("sketches", "photos"):
         a, b = getattr(train, part).indices, getattr(val, part).indices
         assert not set(a) & set(b) and sorted(set(a) | set(b)) == list(range(31))

@@ -1,7 +1,7 @@
 """MA-SBIR against the official PyTorch code (eunyi-lyou/MA-ZS-SBIR), through the committed fixture.
 
-tests/fixtures/masbir_parity.npz was written by tests/fixtures/make_masbir_fixture.py, which runs the
-official model, batch collation, optimiser, schedule and training step around the tiny CLIP of
+tests/fixtures/masbir_parity.npz was written by tests/fixtures/make_masbir_fixture.py, which runs
+the official model, batch collation, optimiser, schedule and training step around the tiny CLIP of
 tests/fixtures/clip_tiny (torch, run separately; see its docstring). Both sides draw the modality
 table, the discriminator and the inputs from tests/fixtures/masbir_parity_inputs.py. sbirjax runs
 its own config (defaults_masbir.base on the tiny CLIP), loss, `optim.make_optimizer` and
@@ -155,7 +155,8 @@ def run_sbirjax():
     def forward(params, batch):
         apply = lambda *a, method: module.apply({"params": params}, *a, method=method)
         z_img = apply(batch["image"], method=masbir.MaSbir.encode_images)
-        z_txt = apply(batch["input_ids"], batch["attention_mask"], method=masbir.MaSbir.encode_texts)
+        z_txt = apply(batch["input_ids"], batch["attention_mask"],
+                      method=masbir.MaSbir.encode_texts)
         table, targets = params["modality"], jnp.arange(masbir.NUM_MODALITIES)[None]
         converted = jnp.stack([  # (b, source image / text, target k, d), as the official output
             masbir.convert(z_img[:, None], table, batch["modality"][:, None], targets),
@@ -200,16 +201,20 @@ def ours():
 def differences(ours, expected, rel=rel_norm) -> dict:
     """Relative difference per quantity: the largest over its arrays (steps, tensors)."""
     d = {f"embeddings:{k}": rel(ours[k], expected[k]) for k in ("z_img", "z_txt", "converted")}
-    d.update({f"loss:{k}": rel(ours[f"loss:{k}"], expected[f"loss:{k}"]) for k in (*LOSSES, "total")})
+    d.update({f"loss:{k}": rel(ours[f"loss:{k}"], expected[f"loss:{k}"])
+              for k in (*LOSSES, "total")})
     d.update({f"grad:{k}": rel(ours[f"grad:{k}"], expected[f"grad:{k}"]) for k in HEADS})
     d["grad:clip"] = rel_clip(ours, expected, "grad:clip", rel)
-    d.update({f"retrieval:{k}": max(rel(ours[f"retrieval_{when}:{k}"], expected[f"retrieval_{when}:{k}"])
-                                    for when in ("initial", "final")) for k in ("raw", "converted")})
+    d.update({f"retrieval:{k}": max(rel(ours[f"retrieval_{when}:{k}"],
+                                        expected[f"retrieval_{when}:{k}"])
+                                    for when in ("initial", "final"))
+              for k in ("raw", "converted")})
     d["step_losses"] = max(rel(ours[f"step{s}:loss:{k}"], expected[f"step{s}:loss:{k}"])
                            for s in range(inputs.STEPS) for k in (*LOSSES, "total"))
     d.update({f"params:{k}": max(rel(ours[f"step{s}:{k}"], expected[f"step{s}:{k}"])
                                  for s in range(inputs.STEPS)) for k in HEADS})
-    d["params:clip"] = max(rel_clip(ours, expected, f"step{s}:clip", rel) for s in range(inputs.STEPS))
+    d["params:clip"] = max(rel_clip(ours, expected, f"step{s}:clip", rel)
+                           for s in range(inputs.STEPS))
     # The 4 steps' total change of the heads, against its own scale: what the optimiser did.
     last = f"step{inputs.STEPS - 1}"
     d.update({f"update:{k}": rel(ours[f"{last}:{k}"] - ours["initial"][f"initial:{k}"],
@@ -236,8 +241,8 @@ def test_recipe_is_the_official_config(expected):
     assert c.batch_size == r["train.batch_size"] and r["train.gradient_accumulation_steps"] == 1
     weights = c.loss.weights
     assert (weights["clip"], weights["sem"], weights["disc"], weights["rec"], weights["orth"]) == (
-        r["model.clip_loss_ratio"], r["model.common_semantic_loss_ratio"], r["model.disc_loss_ratio"],
-        r["model.rec_loss_ratio"], r["model.ortho_loss_ratio"])
+        r["model.clip_loss_ratio"], r["model.common_semantic_loss_ratio"],
+        r["model.disc_loss_ratio"], r["model.rec_loss_ratio"], r["model.ortho_loss_ratio"])
     assert c.loss.logit_scale == r["model.temperature"]
     assert c.data.text.max_length == r["model.max_length"]
     assert c.model.projection_dim == r["model.d_model"]

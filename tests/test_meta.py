@@ -70,10 +70,12 @@ def test_second_order_meta_gradient_matches_finite_differences(inner_steps):
         for path, g in targets.items():
             assert np.abs(np.asarray(g)).max() > 0, f"{path} gets no meta-gradient"
             v = rng.standard_normal(g.shape)  # a random direction in this parameter block
-            fd = (f(perturb(params, path, eps * v)) - f(perturb(params, path, -eps * v))) / (2 * eps)
+            fd = ((f(perturb(params, path, eps * v)) - f(perturb(params, path, -eps * v)))
+                  / (2 * eps))
             analytic = float(jnp.sum(g * v))
             rel = abs(fd - analytic) / max(abs(fd), abs(analytic))
-            print(f"{path}: finite difference {fd:.10g}, analytic {analytic:.10g}, rel err {rel:.2e}")
+            print(f"{path}: finite difference {fd:.10g}, analytic {analytic:.10g}, "
+                  f"rel err {rel:.2e}")
             assert rel < 1e-3, (path, fd, analytic, rel)
 
 
@@ -115,7 +117,8 @@ def test_inner_step_updates_only_the_model():
     with jax.enable_x64(True):
         params, _ = setup()
         mask = stylemeup.inner_mask(params)
-        adapted, _ = meta.sgd_adapt(params, lambda p, k: (sum(jnp.sum(x) for x in jax.tree.leaves(p)), {}),
+        adapted, _ = meta.sgd_adapt(params,
+                                    lambda p, k: (sum(jnp.sum(x) for x in jax.tree.leaves(p)), {}),
                                     lr=0.1, steps=1, mask=mask, first_order=False)
         changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), adapted, params)
         flat = traverse_util.flatten_dict(changed, sep="/")
@@ -130,7 +133,8 @@ def test_matmul_convolutions_chunks_and_remat_give_the_same_meta_gradient():
     with jax.enable_x64(True):
         params, f_ref = setup()
         want_value, want = jax.value_and_grad(f_ref)(params)
-        for kw in ({"conv_impl": "matmul"}, {"conv_impl": "matmul", "task_chunk": 1, "remat": True}):
+        for kw in ({"conv_impl": "matmul"},
+                   {"conv_impl": "matmul", "task_chunk": 1, "remat": True}):
             _, f = setup(**kw)
             value, grads = jax.value_and_grad(f)(params)
             np.testing.assert_allclose(value, want_value, rtol=1e-10)

@@ -1,4 +1,5 @@
-"""Tests for sbirjax.metrics: known answers, scikit-learn cross-checks, independent re-implementations."""
+"""Tests for sbirjax.metrics: known answers, scikit-learn cross-checks, independent
+re-implementations."""
 
 import numpy as np
 import pytest
@@ -152,7 +153,8 @@ def test_voc_ap_known_answers():
     assert M.average_precision(rel, s) == pytest.approx(1.4 / 3)
     # @2, R = 3 > K: R_K = 2, top 2 = [0, 1], precision 1/2 at rank 2 -> AP = (1/2) / 2 = 1/4
     assert M.voc_average_precision(rel, s, k=2) == pytest.approx(0.25)
-    # @4: R_K = 3, only rank 2 relevant, interpolated precision max(1/2, 1/3, 1/4) -> (1/2) / 3 = 1/6
+    # @4: R_K = 3, only rank 2 relevant, interpolated precision max(1/2, 1/3, 1/4)
+    # -> (1/2) / 3 = 1/6
     assert M.voc_average_precision(rel, s, k=4) == pytest.approx(1 / 6)
     # @5: ranks 2 and 5 relevant, interpolated 1/2 and 2/5 -> (1/2 + 2/5) / 3 = 0.3
     assert M.voc_average_precision(rel, s, k=5) == pytest.approx(0.3)
@@ -291,7 +293,8 @@ def test_streaming_neg_euclidean_agrees_on_normalised_embeddings():
     euc = M.category_retrieval_metrics(qn, ql, gn, gl, metrics=names, block_size=5,
                                        similarity="neg_euclidean")
     assert cos == pytest.approx(euc, rel=1e-12)
-    # unnormalised integer data: scores must be minus the Euclidean distance (d^2 is an exact integer)
+    # unnormalised integer data: scores must be minus the Euclidean distance
+    # (d^2 is an exact integer)
     g_scaled = g * np.arange(1, len(g) + 1)[:, None]
     res, per = M.category_retrieval_metrics(q, ql, g_scaled, gl, metrics=["map@all", "p_minr@5"],
                                             similarity="neg_euclidean", return_per_query=True)
@@ -328,7 +331,8 @@ def test_class_balanced_matches_manual_grouping():
     res, per = M.category_retrieval_metrics(q, ql, g, gl, return_per_query=True,
                                             metrics=["map_voc@all", "map_voc@all/class_balanced"])
     vals = per["map_voc@all"]
-    class_means = [np.nanmean(vals[ql == c]) for c in np.unique(ql) if np.any(np.isfinite(vals[ql == c]))]
+    class_means = [np.nanmean(vals[ql == c]) for c in np.unique(ql)
+                   if np.any(np.isfinite(vals[ql == c]))]
     assert res["map_voc@all/class_balanced"] == pytest.approx(np.mean(class_means), rel=1e-12)
     assert res["map_voc@all/class_balanced"] != pytest.approx(res["map_voc@all"])
 

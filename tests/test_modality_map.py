@@ -49,7 +49,8 @@ def test_remove_modality_and_pick():
 
 
 def test_command_on_a_tiny_trained_run(tmp_path):
-    config = helpers.shrink(helpers.load_config("configs/synthetic_masbir.py"), str(tmp_path / "tfds"), steps=2)
+    config = helpers.shrink(helpers.load_config("configs/synthetic_masbir.py"),
+                            str(tmp_path / "tfds"), steps=2)
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir)
     result = modality_map.compute(config, workdir, per_class=6, perplexity=5.0)

@@ -1,5 +1,5 @@
-"""Two processes joined by jax.distributed on localhost (2 devices each) train like one process with 4
-devices, through a preemption: SIGTERM to one of them stops both at the same step with a
+"""Two processes joined by jax.distributed on localhost (2 devices each) train like one process with
+4 devices, through a preemption: SIGTERM to one of them stops both at the same step with a
 checkpoint, and the resumed run ends where the one-process run ends (losses of every step and
 final parameters).
 
@@ -24,7 +24,8 @@ DEVICES_PER_PROCESS = 2
 def spawn_pair(tmp, name, run, **flags):
     port = worker.free_port()
     return [worker.spawn(tmp / f"{name}{i}.log", devices=DEVICES_PER_PROCESS,
-                         compile_cache=str(tmp / "jax_cache"), coordinator_address=f"localhost:{port}",
+                         compile_cache=str(tmp / "jax_cache"),
+                         coordinator_address=f"localhost:{port}",
                          num_processes=2, process_id=i, **run, **flags) for i in range(2)]
 
 

@@ -1,5 +1,6 @@
 """The optimiser options: transformers-style AdamW against its formula, the warmup length, and every
-config's optimiser builds. (tests/test_masbir_parity.py checks adamw_hf against the official code.)"""
+config's optimiser builds. (tests/test_masbir_parity.py checks adamw_hf against the official
+code.)"""
 import os
 
 import jax

@@ -1,4 +1,5 @@
-"""Convolutions as patches @ kernel equal the lax convolutions they replace, values and gradients."""
+"""Convolutions as patches @ kernel equal the lax convolutions they replace, values and
+gradients."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,8 @@ def test_up_conv_equals_phase_convolutions():
 
 
 def test_vmapped_per_task_kernels():
-    """The reason for the module: per-task kernels under vmap, as after a meta-learning inner step."""
+    """The reason for the module: per-task kernels under vmap, as after a meta-learning inner
+    step."""
     kx, kk = jax.random.split(jax.random.key(2))
     x = jax.random.normal(kx, (3, 2, 8, 8, 4))
     k = jax.random.normal(kk, (3, 4, 4, 4, 5))

@@ -1,5 +1,5 @@
-"""Crashes and preemption: SIGKILL at random steps and SIGTERM, then resume, end bit for bit where an
-uninterrupted run ends; SIGTERM saves the step it interrupts and exits with status 143.
+"""Crashes and preemption: SIGKILL at random steps and SIGTERM, then resume, end bit for bit where
+an uninterrupted run ends; SIGTERM saves the step it interrupts and exits with status 143.
 
 Runs of the tiny config in subprocesses (tests/multiprocess_worker.py), 2 fake CPU devices each."""
 import os

@@ -32,9 +32,11 @@ def _split(sketch_category, photo_category, sketch_photo=None):
     return RetrievalSplit(
         name="toy", sketches=[img(i) for i in range(len(sketch_category))],
         photos=[img(100 + j) for j in range(len(photo_category))],
-        sketch_photo=np.full(len(sketch_category), -1) if sketch_photo is None else np.asarray(sketch_photo),
+        sketch_photo=(np.full(len(sketch_category), -1) if sketch_photo is None
+                      else np.asarray(sketch_photo)),
         sketch_category=sketch_category, sketch_user=np.full(len(sketch_category), -1),
-        photo_category=photo_category, photo_ids=np.array([f"p{j}" for j in range(len(photo_category))]),
+        photo_category=photo_category,
+        photo_ids=np.array([f"p{j}" for j in range(len(photo_category))]),
         category_names=("a", "b", "c"))
 
 
@@ -66,7 +68,8 @@ def test_category_meta_tasks_take_three_sketches_of_the_class():
         sketches = [int(s[0, 0, 0]) for s in e["sketches"]]
         assert len(set(sketches)) == 3
         assert all(split.sketch_category[s] == split.photo_category[photo] for s in sketches)
-        assert split.photo_category[int(e["negative"][0, 0, 0]) - 100] != split.photo_category[photo]
+        assert (split.photo_category[int(e["negative"][0, 0, 0]) - 100]
+                != split.photo_category[photo])
 
 
 def test_category_protocol_reports_the_named_metrics_for_every_query_variant():
@@ -76,7 +79,8 @@ def test_category_protocol_reports_the_named_metrics_for_every_query_variant():
     cfg = eval_config(ks=(1,), category_metrics=("map@all", "p@10"))
     values, extras = evaluate.category(split, q, g, cfg)
     want = metrics.category_retrieval_metrics(q, split.sketch_category, g, split.photo_category,
-                                              metrics=("map@all", "p@10"), similarity="neg_euclidean")
+                                              metrics=("map@all", "p@10"),
+                                              similarity="neg_euclidean")
     assert values["map@all"] == want["map@all"] and values["p@10"] == want["p@10"]
     assert values["num_queries"] == 20 and extras["relevance"] == "category"
     assert evaluate.headline(values, "category") == f"map@all={want['map@all']:.3f}"
@@ -161,8 +165,8 @@ def test_compare_at_a_step_and_curves(tmp_path):
 
 def test_compare_seed_table_groups_seeds_and_computes_the_gap(tmp_path):
     runs = []
-    for name, unseen, seen in (("tri_s0", 0.40, 0.50), ("tri_s1", 0.44, 0.50), ("tri_s2", 0.42, 0.56),
-                               ("other", 0.1, 0.2)):
+    for name, unseen, seen in (("tri_s0", 0.40, 0.50), ("tri_s1", 0.44, 0.50),
+                               ("tri_s2", 0.42, 0.56), ("other", 0.1, 0.2)):
         run = tmp_path / name
         run.mkdir()
         (run / "results.json").write_text(json.dumps(

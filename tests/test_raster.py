@@ -44,7 +44,8 @@ def test_rasterize_known_answer_line_width_and_polarity():
                              polarity="black_on_white")[:, :, 0]
     ink = thick == 0
     # The cross dilation adds the rows above/below and one pixel at each end.
-    expected = {(5, x) for x in range(1, 8)} | {(4, x) for x in range(2, 7)} | {(6, x) for x in range(2, 7)}
+    expected = ({(5, x) for x in range(1, 8)} | {(4, x) for x in range(2, 7)}
+                | {(6, x) for x in range(2, 7)})
     assert set(zip(*np.nonzero(ink))) == expected
 
 

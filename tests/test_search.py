@@ -116,8 +116,9 @@ def test_index_skips_corrupt_files_and_numpy_reads_it(index_dir, photos, searche
     assert meta["method"] == "triplet_sn" and meta["step"] == searcher.step == 2
     assert meta["config_hash"] == searcher.config_hash and meta["image_size"] == 16
     # Row i is the run's photo embedding of file i, prepared as training prepares photos.
-    image = augment.photo_image({"image": np.asarray(PIL.Image.open(rows[3]["path"]).convert("RGB"))},
-                                searcher.config.data.image)
+    image = augment.photo_image(
+        {"image": np.asarray(PIL.Image.open(rows[3]["path"]).convert("RGB"))},
+        searcher.config.data.image)
     one = searcher.method.embed(searcher.module, searcher.params, image[None], "photo")
     np.testing.assert_allclose(emb[3], np.asarray(one)[0], atol=1e-5)
 
@@ -161,7 +162,8 @@ def test_stroke_formats_rank_as_the_training_rasterisation(searcher, index_dir, 
                                    strokes, atol=1e-4, err_msg=name)
     # The run's embed on the training rasterisation of the strokes, ranked by numpy.
     image = augment.sketch_image({"strokes": strokes}, searcher.config.data.image)
-    q = np.asarray(searcher.method.embed(searcher.module, searcher.params, image[None], "sketch"))[0]
+    q = np.asarray(searcher.method.embed(searcher.module, searcher.params, image[None],
+                                         "sketch"))[0]
     gallery = np.load(os.path.join(index_dir, "embeddings.npy"))
     sims = gallery @ (q / np.linalg.norm(q))
     order = np.argsort(-sims, kind="stable")[:5]
@@ -253,7 +255,8 @@ def test_errors_through_the_command_function(run, index_dir, photos, strokes, tm
         assert cli.run("query", **options) == 2, options
         err = capsys.readouterr().err
         assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
-    assert cli.run("index", workdir=run, photos=str(tmp_path / "nope"), out=str(tmp_path / "i")) == 2
+    assert cli.run("index", workdir=run, photos=str(tmp_path / "nope"),
+                   out=str(tmp_path / "i")) == 2
     assert "no such folder" in capsys.readouterr().err
     # An index of another model is refused when a Searcher queries it.
     s = Searcher.from_run(run, batch_size=8, log=lambda *_: None)
@@ -278,7 +281,8 @@ def test_svg_paths_and_quickdraw_frames():
     np.testing.assert_allclose(lines[0], [[10, 10], [15, 10], [18, 10], [18, 12], [10, 10]])
     assert len(lines[1]) == 2 + inputs.BEZIER_SEGMENTS and tuple(lines[1][-1]) == (8, 4)
     with pytest.raises(ValueError, match="transform"):
-        inputs.svg_strokes('<svg><g transform="scale(2)"><line x1="0" y1="0" x2="1" y2="1"/></g></svg>')
+        inputs.svg_strokes('<svg><g transform="scale(2)">'
+                           '<line x1="0" y1="0" x2="1" y2="1"/></g></svg>')
     # No viewBox: the bounding box fills the canvas, then keeps a margin of 2.
     s, frame = inputs.svg_strokes('<svg><polyline points="10,10 30,20"/></svg>')
     fitted = inputs.fitted(s, frame, 256)

@@ -70,7 +70,8 @@ def require(path: str, what: str, layout: str) -> str:
     if not os.path.exists(path):
         raise DatasetLayoutError(
             f"{what} not found: expected {path}\nExpected layout under the manual directory:\n"
-            f"{layout}\nPoint --manual_dir (or config.data.manual_dir) at the folder that holds it.")
+            f"{layout}\nPoint --manual_dir (or config.data.manual_dir) at the folder that holds "
+            "it.")
     return path
 
 

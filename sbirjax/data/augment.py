@@ -48,7 +48,8 @@ def photo_image(record, image_config) -> np.ndarray:
     return resize(img[:, :, :3], image_config.size)
 
 
-def random_resized_crop(image: np.ndarray, rng: np.random.Generator, scale=(0.85, 1.0)) -> np.ndarray:
+def random_resized_crop(image: np.ndarray, rng: np.random.Generator,
+                        scale=(0.85, 1.0)) -> np.ndarray:
     """Crop a random square covering `scale` of the side, resized back to the input size."""
     lo, hi = scale
     if hi <= lo and lo >= 1.0:

@@ -1,4 +1,5 @@
-"""A CLIP-format byte-level BPE tokenizer for a closed set of texts (the synthetic world's captions).
+"""A CLIP-format byte-level BPE tokenizer for a closed set of texts (the synthetic world's
+captions).
 
 Without a pretrained snapshot there is no CLIP vocabulary, so sbirjax writes one in CLIP's own file
 format and loads it through the same `CLIPTokenizer.from_pretrained` path as a real snapshot:
@@ -13,8 +14,8 @@ Every distinct word of the texts (CLIP's own normalisation and word split, taken
 itself) gets the merges that make it ONE token: words are visited in sorted order, each is
 tokenised with the merges so far, and while it is still in pieces the two leftmost pieces are
 joined by a new merge. New merges rank below all earlier ones, so they never change how an earlier
-word is split. Any other text still tokenises (byte fallback): a byte-level BPE has no unknown token.
-The files are a pure function of (texts, vocab_size).
+word is split. Any other text still tokenises (byte fallback): a byte-level BPE has no unknown
+token. The files are a pure function of (texts, vocab_size).
 """
 from __future__ import annotations
 
@@ -37,10 +38,12 @@ def _base_vocab() -> dict[str, int]:
 
 
 def words(texts) -> list[str]:
-    """The distinct words of `texts` as CLIP splits them (normalised, byte-level symbols), sorted."""
+    """The distinct words of `texts` as CLIP splits them (normalised, byte-level symbols),
+    sorted."""
     from transformers import CLIPTokenizer  # imported here: transformers is slow to import
 
-    splitter = CLIPTokenizer(vocab={**_base_vocab(), BOS: 512, EOS: 513}, merges=[]).backend_tokenizer
+    splitter = CLIPTokenizer(vocab={**_base_vocab(), BOS: 512, EOS: 513},
+                             merges=[]).backend_tokenizer
     found = set()
     for text in texts:
         normalised = splitter.normalizer.normalize_str(text)
@@ -94,5 +97,6 @@ def tokenizer_for(texts, vocab_size: int):
         write(directory, texts, vocab_size)
         tokenizer = clip_weights.load_tokenizer(directory)
     if len(tokenizer) != vocab_size:
-        raise ValueError(f"the generated tokenizer has {len(tokenizer)} tokens, expected {vocab_size}")
+        raise ValueError(f"the generated tokenizer has {len(tokenizer)} tokens, "
+                         f"expected {vocab_size}")
     return tokenizer

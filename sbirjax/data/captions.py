@@ -87,4 +87,5 @@ class ImageTextExamples:
         image = augment.maybe_flip(image, bool(rng.random() < self.aug.flip_prob))
         return {"image": image, "modality": np.int32(modality),
                 "text_modality": self.text_modality[modality], "label": np.int32(label),
-                "input_ids": self.ids[modality, label], "attention_mask": self.mask[modality, label]}
+                "input_ids": self.ids[modality, label],
+                "attention_mask": self.mask[modality, label]}

@@ -28,7 +28,8 @@ class TripletExamples:
     """
 
     def __init__(self, split, image_config, augment_config, pairing: str = "instance"):
-        self.split, self.image, self.aug, self.pairing = split, image_config, augment_config, pairing
+        self.split, self.image, self.aug, self.pairing = (split, image_config, augment_config,
+                                                          pairing)
         if pairing not in PAIRINGS:
             raise ValueError(f"config.data.pairing={pairing!r}: use one of {PAIRINGS}")
         if split.num_photos < 2:
@@ -36,7 +37,8 @@ class TripletExamples:
         if pairing == "instance" and np.any(split.sketch_photo < 0):
             bad = int(np.sum(split.sketch_photo < 0))
             raise DataError(f"{bad} sketches of split {split.name} have no photo in the photo "
-                             "split; for category-level training set config.data.pairing='category'")
+                            "split; for category-level training set "
+                            "config.data.pairing='category'")
         if pairing == "category":
             self.photos_of = {int(c): np.flatnonzero(split.photo_category == c)
                               for c in np.unique(split.photo_category)}
@@ -179,7 +181,8 @@ class MetaTaskExamples(TripletExamples):
                     for i in chosen]
         return {"sketches": np.stack(sketches),
                 "photo": self._prepare(augment.photo_image(s.photos[pos], self.image), rng, flip),
-                "negative": self._prepare(augment.photo_image(s.photos[neg], self.image), rng, flip)}
+                "negative": self._prepare(augment.photo_image(s.photos[neg], self.image), rng,
+                                          flip)}
 
 
 BUILDERS = {"triplet": TripletExamples, "meta_task": MetaTaskExamples,

@@ -31,7 +31,8 @@ class RetrievalSplit:
 def load(sketch_builder, photo_builder, sketch_split: str, photo_split: str) -> RetrievalSplit:
     for b, s in ((sketch_builder, sketch_split), (photo_builder, photo_split)):
         if s not in b.info.splits:
-            raise ValueError(f"split {s!r} not in {b.info.full_name}; it has {sorted(b.info.splits)}")
+            raise ValueError(f"split {s!r} not in {b.info.full_name}; "
+                             f"it has {sorted(b.info.splits)}")
     sketches = sketch_builder.as_data_source(split=sketch_split)
     photos = photo_builder.as_data_source(split=photo_split)
     # Metadata through sources that leave images encoded: decoding every image of a real dataset
@@ -97,14 +98,17 @@ def _restrict(split: RetrievalSplit, name: str, sketch_idx, photo_idx) -> Retrie
     new_photo[photo_idx] = np.arange(len(photo_idx))
     links = split.sketch_photo[sketch_idx]
     return RetrievalSplit(
-        name=name, sketches=Subset(split.sketches, sketch_idx), photos=Subset(split.photos, photo_idx),
+        name=name, sketches=Subset(split.sketches, sketch_idx),
+        photos=Subset(split.photos, photo_idx),
         sketch_photo=np.where(links >= 0, new_photo[np.maximum(links, 0)], -1),
-        sketch_category=split.sketch_category[sketch_idx], sketch_user=split.sketch_user[sketch_idx],
+        sketch_category=split.sketch_category[sketch_idx],
+        sketch_user=split.sketch_user[sketch_idx],
         photo_category=split.photo_category[photo_idx], photo_ids=split.photo_ids[photo_idx],
         category_names=split.category_names)
 
 
-def holdout(split: RetrievalSplit, fraction: float, seed: int) -> tuple[RetrievalSplit, RetrievalSplit]:
+def holdout(split: RetrievalSplit, fraction: float,
+            seed: int) -> tuple[RetrievalSplit, RetrievalSplit]:
     """(train, val): a seeded, per-class `fraction` of the split's photos and sketches held out for
     model selection, so selection never looks at test classes.
 
@@ -118,7 +122,8 @@ def holdout(split: RetrievalSplit, fraction: float, seed: int) -> tuple[Retrieva
     linked = split.sketch_photo >= 0
     val_sketch = linked & val_photo[np.maximum(split.sketch_photo, 0)]
     unlinked = np.flatnonzero(~linked)
-    val_sketch[unlinked[_per_class_pick(split.sketch_category[unlinked], fraction, seed + 1)]] = True
+    val_sketch[unlinked[_per_class_pick(split.sketch_category[unlinked], fraction,
+                                        seed + 1)]] = True
     parts = []
     for name, in_val in (("train", False), ("val", True)):
         parts.append(_restrict(split, f"{split.name}:{name}", np.flatnonzero(val_sketch == in_val),

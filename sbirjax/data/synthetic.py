@@ -344,7 +344,8 @@ def generate(spec: WorldSpec = WorldSpec()) -> World:
     users = [_sample_user(user_rng) for _ in range(spec.num_users)]
     if spec.style_model == "rich":
         rich_rng = _rng(spec.seed, 7)
-        users = [dict(u, **{k: np.asarray(v).tolist() for k, v in styles.sample_user(rich_rng).items()})
+        users = [dict(u, **{k: np.asarray(v).tolist()
+                            for k, v in styles.sample_user(rich_rng).items()})
                  for u in users]
 
     photos, dense = [], []

@@ -1,9 +1,10 @@
-"""CLIP (ViT image tower + causal text tower) in Flax Linen, numerically equal to Hugging Face's CLIPModel.
+"""CLIP (ViT image tower + causal text tower) in Flax Linen, numerically equal to Hugging Face's
+CLIPModel.
 
 The parameter tree mirrors the Hugging Face checkpoint so that `clip_weights.load_pretrained` is a
 mechanical renaming: towers `vision_model` / `text_model`, encoder blocks `layers_{i}` holding
-`layer_norm1`, `self_attn/{q,k,v,out}_proj`, `layer_norm2`, `mlp/{fc1,fc2}`; then `visual_projection`,
-`text_projection` (no bias) and the scalar `logit_scale`.
+`layer_norm1`, `self_attn/{q,k,v,out}_proj`, `layer_norm2`, `mlp/{fc1,fc2}`; then
+`visual_projection`, `text_projection` (no bias) and the scalar `logit_scale`.
 
 Images are NHWC (Hugging Face takes NCHW). Parameters are float32; `dtype` sets the compute dtype of
 the matrix multiplications. LayerNorm, softmax and the residual stream stay in float32, and the
@@ -71,15 +72,19 @@ class ClipConfig:
         t = {**(d.get("text_config") or {}), **(d.get("text_config_dict") or {})}
         dv, dt = VisionConfig(), TextConfig()
         vision = VisionConfig(
-            image_size=v.get("image_size", dv.image_size), patch_size=v.get("patch_size", dv.patch_size),
+            image_size=v.get("image_size", dv.image_size),
+            patch_size=v.get("patch_size", dv.patch_size),
             width=v.get("hidden_size", dv.width), layers=v.get("num_hidden_layers", dv.layers),
-            heads=v.get("num_attention_heads", dv.heads), mlp_dim=v.get("intermediate_size", dv.mlp_dim),
-            layer_norm_eps=v.get("layer_norm_eps", dv.layer_norm_eps), act=v.get("hidden_act", dv.act))
+            heads=v.get("num_attention_heads", dv.heads),
+            mlp_dim=v.get("intermediate_size", dv.mlp_dim),
+            layer_norm_eps=v.get("layer_norm_eps", dv.layer_norm_eps),
+            act=v.get("hidden_act", dv.act))
         text = TextConfig(
             vocab_size=t.get("vocab_size", dt.vocab_size),
             max_positions=t.get("max_position_embeddings", dt.max_positions),
             width=t.get("hidden_size", dt.width), layers=t.get("num_hidden_layers", dt.layers),
-            heads=t.get("num_attention_heads", dt.heads), mlp_dim=t.get("intermediate_size", dt.mlp_dim),
+            heads=t.get("num_attention_heads", dt.heads),
+            mlp_dim=t.get("intermediate_size", dt.mlp_dim),
             layer_norm_eps=t.get("layer_norm_eps", dt.layer_norm_eps),
             eos_token_id=t.get("eos_token_id", dt.eos_token_id), act=t.get("hidden_act", dt.act))
         for name, value in (("image_size", vision.image_size), ("patch_size", vision.patch_size)):
@@ -93,16 +98,18 @@ class ClipConfig:
         for act in (vision.act, text.act):
             if act not in ACTIVATIONS:
                 raise ValueError(f"unsupported hidden_act {act!r}; known: {sorted(ACTIVATIONS)}")
-        return cls(vision=vision, text=text, projection_dim=d.get("projection_dim", cls.projection_dim),
+        return cls(vision=vision, text=text,
+                   projection_dim=d.get("projection_dim", cls.projection_dim),
                    logit_scale_init=d.get("logit_scale_init_value", cls.logit_scale_init))
 
     @classmethod
     def tiny(cls, vocab_size: int = 64, eos_token_id: int = 63) -> ClipConfig:
         """A few units wide and two layers deep: the real code path, fast on CPU."""
         return cls(
-            vision=VisionConfig(image_size=32, patch_size=8, width=32, layers=2, heads=4, mlp_dim=64),
-            text=TextConfig(vocab_size=vocab_size, max_positions=16, width=32, layers=2, heads=4, mlp_dim=64,
-                            eos_token_id=eos_token_id),
+            vision=VisionConfig(image_size=32, patch_size=8, width=32, layers=2, heads=4,
+                                mlp_dim=64),
+            text=TextConfig(vocab_size=vocab_size, max_positions=16, width=32, layers=2, heads=4,
+                            mlp_dim=64, eos_token_id=eos_token_id),
             projection_dim=16)
 
 
@@ -113,8 +120,8 @@ def _dense(features, dtype, name, use_bias=True):
 
 def _layer_norm(eps, name):
     # Exact (two-pass) variance, as PyTorch computes it.
-    return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, use_fast_variance=False,
-                        name=name)
+    return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32,
+                        use_fast_variance=False, name=name)
 
 
 class Attention(nn.Module):
@@ -179,11 +186,13 @@ class VisionTower(nn.Module):
         if pixels.shape[1:3] != (c.image_size, c.image_size):
             raise ValueError(f"expected NHWC images of {c.image_size}x{c.image_size}, "
                              f"got shape {pixels.shape}")
-        patches = nn.Conv(c.width, (c.patch_size, c.patch_size), strides=c.patch_size, padding="VALID",
-                          use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
+        patches = nn.Conv(c.width, (c.patch_size, c.patch_size), strides=c.patch_size,
+                          padding="VALID", use_bias=False, dtype=self.dtype,
+                          param_dtype=jnp.float32,
                           name="patch_embedding")(pixels.astype(self.dtype))
         b = pixels.shape[0]
-        patches = patches.reshape(b, -1, c.width).astype(jnp.float32)  # row-major grid, as HF's flatten
+        # row-major grid, as HF's flatten
+        patches = patches.reshape(b, -1, c.width).astype(jnp.float32)
         cls = self.param("class_embedding", nn.initializers.normal(c.width**-0.5), (c.width,))
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.width)), patches], axis=1)
         pos = nn.Embed(x.shape[1], c.width, param_dtype=jnp.float32, name="position_embedding")
@@ -203,7 +212,8 @@ def eos_positions(input_ids, eos_token_id: int):
 
 
 class TextTower(nn.Module):
-    """Causal transformer: returns the final-LayerNorm state at the EOS token, (b, width) float32."""
+    """Causal transformer: returns the final-LayerNorm state at the EOS token, (b, width)
+    float32."""
 
     config: TextConfig
     dtype: Any = jnp.float32
@@ -230,7 +240,8 @@ class TextTower(nn.Module):
 class ClipOutput(NamedTuple):
     image_embeds: jax.Array  # (n_images, projection_dim), L2-normalised
     text_embeds: jax.Array  # (n_texts, projection_dim), L2-normalised
-    logits_per_image: jax.Array  # (n_images, n_texts) = exp(logit_scale) * image_embeds @ text_embeds.T
+    # (n_images, n_texts) = exp(logit_scale) * image_embeds @ text_embeds.T
+    logits_per_image: jax.Array
 
 
 def l2_normalize(x):
@@ -247,10 +258,12 @@ class CLIP(nn.Module):
         self.text_model = TextTower(c.text, self.dtype)
         self.visual_projection = _dense(c.projection_dim, self.dtype, None, use_bias=False)
         self.text_projection = _dense(c.projection_dim, self.dtype, None, use_bias=False)
-        self.logit_scale = self.param("logit_scale", nn.initializers.constant(c.logit_scale_init), ())
+        self.logit_scale = self.param("logit_scale", nn.initializers.constant(c.logit_scale_init),
+                                      ())
 
     def encode_image(self, pixels):
-        """NHWC float images (already CLIP-normalised) -> projected, unnormalised embeddings, float32."""
+        """NHWC float images (already CLIP-normalised) -> projected, unnormalised embeddings,
+        float32."""
         return self.visual_projection(self.vision_model(pixels)).astype(jnp.float32)
 
     def encode_text(self, input_ids, attention_mask=None):

@@ -1,9 +1,10 @@
 """Hugging Face CLIP checkpoints and tokenizers for the Flax CLIP, without torch or TensorFlow.
 
-A checkpoint is a directory (or a Hub id such as "openai/clip-vit-base-patch32") holding config.json,
-model.safetensors (float32, float16 or bfloat16) and the tokenizer files. Weights come back as a
-pytree of float32 numpy arrays shaped for `clip.CLIP`; the mapping is checked in both directions, so a
-checkpoint of another architecture fails loudly instead of loading half its tensors.
+A checkpoint is a directory (or a Hub id such as "openai/clip-vit-base-patch32") holding
+config.json, model.safetensors (float32, float16 or bfloat16) and the tokenizer files. Weights come
+back as a pytree of float32 numpy arrays shaped for `clip.CLIP`; the mapping is checked in both
+directions, so a checkpoint of another architecture fails loudly instead of loading half its
+tensors.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ HUB_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt", "to
              "tokenizer_config.json", "special_tokens_map.json"]
 # Non-persistent buffers that older checkpoints still carry; they hold no learned values.
 IGNORED_KEYS = {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"}
-# Guards transformers 5's silent fallback to a 3-token vocabulary when the vocabulary files are not read.
+# Guards transformers 5's silent fallback to a 3-token vocabulary when the vocabulary files are not
+# read.
 MIN_VOCAB_SIZE = 100
 
 
@@ -31,22 +33,23 @@ def resolve(path_or_hub_id: str) -> str:
     if os.path.isdir(path_or_hub_id):
         return path_or_hub_id
     looks_local = os.path.isabs(path_or_hub_id) or path_or_hub_id.startswith((".", "~"))
-    how = (f"Download config.json, model.safetensors and the tokenizer files (vocab.json, merges.txt, "
-           f"tokenizer_config.json, ...) from https://huggingface.co/{path_or_hub_id} into one directory "
-           "and pass that directory instead.")
+    how = (f"Download config.json, model.safetensors and the tokenizer files (vocab.json, "
+           f"merges.txt, tokenizer_config.json, ...) from https://huggingface.co/{path_or_hub_id} "
+           "into one directory and pass that directory instead.")
     if looks_local:
         raise FileNotFoundError(f"CLIP checkpoint directory {path_or_hub_id!r} does not exist.")
     try:
         from huggingface_hub import snapshot_download
         return snapshot_download(path_or_hub_id, allow_patterns=HUB_FILES)
     except Exception as e:  # offline, unknown repo, invalid id: one clear message
-        raise FileNotFoundError(f"{path_or_hub_id!r} is not a local directory and could not be fetched "
-                                f"from the Hugging Face Hub ({type(e).__name__}: {e}). {how}") from e
+        raise FileNotFoundError(f"{path_or_hub_id!r} is not a local directory and could not be "
+                                f"fetched from the Hugging Face Hub ({type(e).__name__}: {e}). "
+                                f"{how}") from e
 
 
 def read_safetensors(file: str) -> dict[str, np.ndarray]:
-    """All tensors as float32 numpy. The numpy reader cannot hold bfloat16, the flax one can; it is kept
-    on the host CPU so nothing is staged through an accelerator."""
+    """All tensors as float32 numpy. The numpy reader cannot hold bfloat16, the flax one can; it is
+    kept on the host CPU so nothing is staged through an accelerator."""
     with jax.default_device(jax.devices("cpu")[0]), safe_open(file, framework="flax") as f:
         return {k: np.asarray(f.get_tensor(k).astype(jnp.float32)) for k in f.keys()}
 
@@ -91,11 +94,12 @@ def load_pretrained(path_or_hub_id: str, variant: str | None = None) -> tuple[Cl
     Hugging Face naming of e.g. float16 copies). Params: nested dict of float32 numpy arrays."""
     directory = resolve(path_or_hub_id)
     config_file = os.path.join(directory, "config.json")
-    weights_file = os.path.join(directory, f"model.{variant}.safetensors" if variant else "model.safetensors")
+    weights_file = os.path.join(directory,
+                                f"model.{variant}.safetensors" if variant else "model.safetensors")
     for f in (config_file, weights_file):
         if not os.path.isfile(f):
-            raise FileNotFoundError(f"{f} not found (a CLIP checkpoint needs config.json and a safetensors "
-                                    "file; sharded checkpoints are not supported)")
+            raise FileNotFoundError(f"{f} not found (a CLIP checkpoint needs config.json and a "
+                                    "safetensors file; sharded checkpoints are not supported)")
     with open(config_file) as f:
         config = ClipConfig.from_hf_dict(json.load(f))
     tensors = read_safetensors(weights_file)
@@ -111,27 +115,29 @@ def load_pretrained(path_or_hub_id: str, variant: str | None = None) -> tuple[Cl
         array = to_flax_layout(path, tensors[key])
         if array.shape != shapes[path]:
             raise ValueError(f"{weights_file}: {key} has shape {tensors[key].shape}, which gives "
-                             f"{array.shape} for {'/'.join(path)}; the config implies {shapes[path]}")
+                             f"{array.shape} for {'/'.join(path)}; the config implies "
+                             f"{shapes[path]}")
         flat[path] = array
     return config, flax.traverse_util.unflatten_dict(flat)
 
 
 def load_tokenizer(path_or_hub_id: str):
-    """`transformers.CLIPTokenizer` from a directory with vocab.json + merges.txt (or tokenizer.json)."""
+    """`transformers.CLIPTokenizer` from a directory with vocab.json + merges.txt (or
+    tokenizer.json)."""
     from transformers import CLIPTokenizer  # imported here: transformers is slow to import
 
     directory = resolve(path_or_hub_id)
     tokenizer = CLIPTokenizer.from_pretrained(directory)
     if len(tokenizer) <= MIN_VOCAB_SIZE:
-        raise ValueError(f"the CLIP tokenizer loaded from {directory} has only {len(tokenizer)} tokens: "
-                         "its vocabulary files were not read (expected vocab.json + merges.txt or "
-                         "tokenizer.json)")
+        raise ValueError(f"the CLIP tokenizer loaded from {directory} has only {len(tokenizer)} "
+                         "tokens: its vocabulary files were not read (expected vocab.json + "
+                         "merges.txt or tokenizer.json)")
     return tokenizer
 
 
 def tokenize(tokenizer, texts, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """int32 (ids, attention mask), both (len(texts), max_length): start token, text, end token, then
-    padding; texts that are too long are cut, keeping the end token."""
+    """int32 (ids, attention mask), both (len(texts), max_length): start token, text, end token,
+    then padding; texts that are too long are cut, keeping the end token."""
     enc = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_length,
                     return_tensors="np")
     return enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(np.int32)

@@ -35,8 +35,9 @@ def sharp_softplus(x, beta: float = FT_SOFTPLUS_BETA):
 
 
 class FeatureTransform(nn.Module):
-    """h' = gamma * h + beta, gamma = 1 + e1 * softplus(theta_gamma), beta = e2 * softplus(theta_beta),
-    e ~ N(0, 1) per channel, shared over the batch and the spatial positions."""
+    """h' = gamma * h + beta, gamma = 1 + e1 * softplus(theta_gamma),
+    beta = e2 * softplus(theta_beta), e ~ N(0, 1) per channel, shared over the batch and the
+    spatial positions."""
 
     init_gamma: float = 0.3
     init_beta: float = 0.5

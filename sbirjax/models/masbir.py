@@ -10,8 +10,8 @@ normalize(s + m[k]); a Dense(d -> 4) discriminator names the modality of convert
 Losses (official code; each weight is config.loss.weights[name], total = sum(w L) / sum(w), which
 with the code's weights is the code's division by 1.22):
   clip  symmetric InfoNCE at the fixed scale exp(config.loss.logit_scale) (2.6592 -> 14.3), arange
-        targets (same-class captions are negatives, as the code); config.loss.class_aware makes every
-        same-class pair a positive (uniform multi-positive target)
+        targets (same-class captions are negatives, as the code); config.loss.class_aware makes
+        every same-class pair a positive (uniform multi-positive target)
   sem   (1 - cos(s_txt, c)) + (1 - cos(s_img, c))
   rec   (1 - cos(s_txt + m[mod_img], z_img)) + (1 - cos(s_img + m[mod_txt], z_txt))
   disc  cross-entropy of the discriminator on s converted to every modality except the source's

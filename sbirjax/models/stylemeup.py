@@ -26,7 +26,8 @@ from sbirjax.models.upconv import UpConv
 
 
 class Decoder(nn.Module):
-    """Dense -> (s, s, widths[0]) -> Dropout -> [ConvT(4, s2) -> InstanceNorm -> ReLU]* -> ConvT -> tanh.
+    """Dense -> (s, s, widths[0]) -> Dropout -> [ConvT(4, s2) -> InstanceNorm -> ReLU]* -> ConvT
+    -> tanh.
 
     ConvT is the official ConvTranspose2d(4, stride 2, pad 1), computed by UpConv (four phase
     convolutions: same function and parameters, much faster gradients on CPU)."""
@@ -69,7 +70,8 @@ class StyleMeUp(nn.Module):
         self.decoder = Decoder(self.image_size, tuple(reversed(self.widths)), self.dropout,
                                self.norm_affine, self.conv_impl)
         # Regulariser weights P, shaped like [W_inv; b_inv], U(0, 1) as in the official code.
-        self.reg_P = self.param("reg_P", nn.initializers.uniform(1.0), (self.hidden + 1, self.latent))
+        self.reg_P = self.param("reg_P", nn.initializers.uniform(1.0),
+                                (self.hidden + 1, self.latent))
 
     def encode(self, images, *, train: bool, ft_active: bool = False):
         h = self.encoder(images, train=train, ft_active=ft_active)
@@ -202,7 +204,8 @@ def inner_and_outer(module, config):
 
 
 def meta_objective(module, params, tasks, rng, config):
-    """The outer (meta-test) loss averaged over tasks, through `config.meta.inner_steps` inner steps."""
+    """The outer (meta-test) loss averaged over tasks, through `config.meta.inner_steps` inner
+    steps."""
     m = config.meta
     inner, outer = inner_and_outer(module, config)
     return meta.maml_loss(params, tasks, rng, inner_loss=inner, outer_loss=outer, lr=m.inner_lr,

@@ -40,7 +40,8 @@ def up_conv(x, kernel):
 
 
 class UpConv(nn.Module):
-    """impl 'xla': four lax convolutions; 'matmul': patches @ kernel (sbirjax/models/patchconv.py)."""
+    """impl 'xla': four lax convolutions; 'matmul': patches @ kernel
+    (sbirjax/models/patchconv.py)."""
 
     features: int
     use_bias: bool = True
@@ -48,7 +49,8 @@ class UpConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4, x.shape[-1], self.features))
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (4, 4, x.shape[-1], self.features))
         if self.impl not in ("xla", "matmul"):
             raise ValueError(f"conv impl must be 'xla' or 'matmul', got {self.impl!r}")
         y = (patchconv.up_conv if self.impl == "matmul" else up_conv)(x, kernel)

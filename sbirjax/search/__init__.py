@@ -1,4 +1,5 @@
-"""Search your own photos with a sketch: index a folder with a finished run, query it (docs/search.md).
+"""Search your own photos with a sketch: index a folder with a finished run, query it
+(docs/search.md).
 
   python -m sbirjax.search index --workdir=RUN --photos=DIR --out=INDEX
   python -m sbirjax.search query --index=INDEX --sketch=FILE [--k=10] [--json] [--grid=OUT.png]

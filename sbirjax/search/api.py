@@ -133,8 +133,9 @@ class Searcher:
     def embed_text(self, texts) -> np.ndarray:
         """float32 (n, d): MA-SBIR's text tower on the run's tokenizer."""
         if self.method.name not in TEXT_METHODS:
-            raise SearchError(f"--text needs an MA-SBIR run; {self.run_dir} is a {self.method.name} "
-                              "run, which has no text tower: query with a sketch only")
+            raise SearchError(f"--text needs an MA-SBIR run; {self.run_dir} is a "
+                              f"{self.method.name} run, which has no text tower: query with a "
+                              "sketch only")
         if self._text is None:
             self._text = self._text_encoder()
         tokenizer, encode = self._text
@@ -169,7 +170,8 @@ class Searcher:
               chunk_size: int = 1024) -> dict:
         """Embed the photos under `photos_dir` (or the run dataset's photo `split`) into `out`."""
         if (photos_dir is None) == (split is None):
-            raise SearchError("give a photo folder (--photos=DIR) or a split (--split=NAME), not both")
+            raise SearchError("give a photo folder (--photos=DIR) or a split (--split=NAME), "
+                              "not both")
         if split is not None:
             try:
                 items = gallery.split_items(self.config.data, split, log=self.log)
@@ -212,7 +214,8 @@ class Searcher:
         if not sketches and not texts:
             raise SearchError("nothing to search with: give a sketch or a text")
         if sketches and texts and len(sketches) != len(texts):
-            raise SearchError(f"{len(sketches)} sketches and {len(texts)} texts: pair them one to one")
+            raise SearchError(f"{len(sketches)} sketches and {len(texts)} texts: "
+                              "pair them one to one")
         q = t = None
         if texts:  # first: a run without a text tower fails before any sketch work
             t = query_lib.normalize(self.embed_text(texts))
@@ -231,7 +234,8 @@ class Searcher:
         scores, idx = query_lib.top_k(np.asarray(vectors, np.float32), index.embeddings,
                                       k=min(int(k), len(index.rows)), mesh=self.mesh)
         scores, idx = np.asarray(scores), np.asarray(idx)
-        return [[(index.rows[j]["path"], float(s), r + 1) for r, (s, j) in enumerate(zip(srow, jrow))]
+        return [[(index.rows[j]["path"], float(s), r + 1)
+                 for r, (s, j) in enumerate(zip(srow, jrow))]
                 for srow, jrow in zip(scores, idx)]
 
     def query(self, sketch=None, k: int = 10, index=None, *, text: str | None = None,
@@ -245,12 +249,13 @@ class Searcher:
         texts = [] if text is None else [text]
         return self.search(self.query_vectors(sketches, texts, line=line), k, index)[0]
 
-    def grid(self, results, out: str, *, sketch=None, text: str | None = None, line: int = 0) -> None:
+    def grid(self, results, out: str, *, sketch=None, text: str | None = None,
+             line: int = 0) -> None:
         """A PNG: the query as the model saw it, then each result with its rank and score."""
         if sketch is not None:
             query_image = self.sketch_image(sketch, line=line)
         else:
             query_image = np.full((8, 8, 3), 255, np.uint8)
-        title = "query" if text is None else f"query + text" if sketch is not None else "text"
+        title = "query" if text is None else "query + text" if sketch is not None else "text"
         images = gallery.display_images([p for p, _, _ in results], self.config.data)
         query_lib.grid(query_image, results, images, out, title=title)

@@ -34,7 +34,8 @@ def index_command(*, workdir, out, photos=None, split=None, step=None, batch_siz
                   **_unused) -> int:
     from sbirjax.search.api import Searcher
     if not workdir or not out:
-        raise SearchError("index needs --workdir=RUN and --out=INDEX (and --photos=DIR or --split=NAME)")
+        raise SearchError("index needs --workdir=RUN and --out=INDEX "
+                          "(and --photos=DIR or --split=NAME)")
     if (photos is None) == (split is None):
         raise SearchError("index needs exactly one of --photos=DIR and --split=NAME")
     if photos is not None and not os.path.isdir(photos):

@@ -37,9 +37,9 @@ class Index:
     def load(cls, path: str) -> "Index":
         missing = [f for f in INDEX_FILES if not os.path.isfile(os.path.join(path, f))]
         if missing:
-            raise SearchError(f"{path}: not a finished sbirjax index ({', '.join(missing)} missing); "
-                              "build it with: python -m sbirjax.search index --workdir=RUN "
-                              f"--photos=DIR --out={path}")
+            raise SearchError(f"{path}: not a finished sbirjax index ({', '.join(missing)} "
+                              "missing); build it with: python -m sbirjax.search index "
+                              f"--workdir=RUN --photos=DIR --out={path}")
         with open(os.path.join(path, "index.json")) as f:
             meta = json.load(f)
         embeddings = np.load(os.path.join(path, "embeddings.npy"), mmap_mode="r",
@@ -83,7 +83,8 @@ def _open_chunks(out: str, model: dict) -> tuple[str, dict, int]:
             old = json.load(f)
         if (old.get("config_hash"), old.get("step")) != (model["config_hash"], model["step"]):
             raise SearchError(
-                f"{out} holds embeddings of another model ({old.get('run')} step {old.get('step')}, "
+                f"{out} holds embeddings of another model ({old.get('run')} "
+                f"step {old.get('step')}, "
                 f"config hash {old.get('config_hash')}); give a new --out or delete {out}")
     else:
         _write_atomic(model_file, lambda f: f.write(json.dumps(model, indent=2).encode()))
@@ -180,7 +181,8 @@ def _finish(items, cache, skipped, out, meta) -> dict:
     kept = [cache[it.key] for it in items if it.key in cache]
     rows = [{k: v for k, v in row.items() if k != "key"} for row, _ in kept]
     dim = int(meta["embedding_dim"])
-    emb = np.stack([e for _, e in kept]).astype(np.float32) if kept else np.zeros((0, dim), np.float32)
+    emb = (np.stack([e for _, e in kept]).astype(np.float32) if kept
+           else np.zeros((0, dim), np.float32))
     emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)  # exactly unit rows
     meta = {**meta, "format_version": FORMAT_VERSION, "count": len(rows), "skipped": len(skipped)}
     if os.path.exists(os.path.join(out, "index.json")):

@@ -1,4 +1,5 @@
-"""Query sketches from files: every format becomes the record training uses, {'strokes'} or {'image'}.
+"""Query sketches from files: every format becomes the record training uses, {'strokes'} or
+{'image'}.
 
 Formats (by file extension):
   .png .jpg .jpeg .webp .bmp .gif   a raster drawing on a white (or transparent) background: an
@@ -114,8 +115,8 @@ def path_polylines(d: str) -> list[np.ndarray]:
             cmd = tokens[i]
             i += 1
             if cmd.upper() not in _PATH_ARGS:
-                raise ValueError(f"path command {cmd!r} is not supported (supported: M L H V Z C Q, "
-                                 "absolute and relative)")
+                raise ValueError(f"path command {cmd!r} is not supported "
+                                 "(supported: M L H V Z C Q, absolute and relative)")
             if cmd.upper() != "Z":
                 continue
         elif cmd is None:
@@ -199,7 +200,8 @@ def svg_strokes(text: str):
 
 # ------------------------------------------------------------------------------ QuickDraw
 def quickdraw_strokes(lines: list[str], line: int):
-    """(SketchX strokes, frame) of the QuickDraw drawing on line `line` (0-based, non-empty lines)."""
+    """(SketchX strokes, frame) of the QuickDraw drawing on line `line` (0-based, non-empty
+    lines)."""
     lines = [ln for ln in lines if ln.strip()]
     if not 0 <= line < len(lines):
         raise ValueError(f"has {len(lines)} drawing line(s); --line={line} is out of range")
@@ -277,7 +279,8 @@ def load_record(path: str, canvas: float, *, line: int = 0) -> dict:
 def _load_txt(path: str) -> np.ndarray:
     with open(path, encoding="utf-8") as f:
         text = f.read().replace(",", " ")
-    rows = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = [ln.split() for ln in text.splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
     return np.array(rows, dtype=np.float64)
 
 

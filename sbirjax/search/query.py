@@ -32,7 +32,8 @@ def _merge_block(best_scores, best_rows, queries, block, offset, valid, *, k: in
     kb = min(k, block.shape[0])
     pick = functools.partial(jax.lax.approx_max_k, recall_target=0.95) if approx else jax.lax.top_k
     block_scores, block_rows = pick(scores, kb)
-    # Running best first: it holds lower rows, so on equal scores the stable top_k keeps rows ascending.
+    # Running best first: it holds lower rows, so on equal scores the stable top_k keeps rows
+    # ascending.
     scores = jnp.concatenate([best_scores, block_scores], axis=1)
     rows = jnp.concatenate([best_rows, block_rows.astype(jnp.int32) + offset], axis=1)
     scores, pos = jax.lax.top_k(scores, k)
@@ -75,7 +76,8 @@ def top_k(queries, gallery, k: int, *, block: int = BLOCK, approx: bool = False,
         valid = rows.shape[0]
         if valid < block:  # pad the last block to the common shape
             pad = ((0, block - valid), (0, 0))
-            rows = jnp.pad(rows, pad) if isinstance(rows, jax.Array) else np.pad(np.asarray(rows), pad)
+            rows = (jnp.pad(rows, pad) if isinstance(rows, jax.Array)
+                    else np.pad(np.asarray(rows), pad))
         best_scores, best_rows = _merge_block(
             best_scores, best_rows, queries, jax.device_put(rows, replicated),
             np.int32(start), np.int32(valid), k=k, approx=bool(approx))
@@ -110,7 +112,8 @@ def grid(query_image: np.ndarray, results, images, path: str, *, title: str = "q
     canvas = PIL.Image.new("RGB", (n * (TILE + 4) + 4, TILE + LABEL + 8), "white")
     draw = PIL.ImageDraw.Draw(canvas)
     tiles = [(_tile(query_image), title)]
-    tiles += [(_tile(im), f"#{rank}   score {score:.3f}") for (_, score, rank), im in zip(results, images)]
+    tiles += [(_tile(im), f"#{rank}   score {score:.3f}")
+              for (_, score, rank), im in zip(results, images)]
     for i, (tile, label) in enumerate(tiles):
         x = 4 + i * (TILE + 4)
         canvas.paste(tile, (x, 4))

@@ -16,7 +16,7 @@ Test protocol: the standard full test split by default (ChairV2: 100 photos, 323
 Model defaults follow the paper (defaults.stylemeup); the latent size d is
 --config.model.embed_dim (the paper tuned it on ShoeV2). Published (acc@1 / acc@10):
 Triplet-SN 47.65 / 84.24, StyleMeUp 62.86 / 91.14. The dataset is built on first use from the
-manual download (README, "Real datasets and pretrained weights").
+manual download (docs/datasets.md).
 """
 from sbirjax import defaults
 

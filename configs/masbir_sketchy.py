@@ -1,7 +1,7 @@
 """MA-SBIR on Sketchy-extended, zero-shot (pretrained CLIP ViT-B/32; shared values and their
 sources: sbirjax/defaults_masbir.py). Needs the manual download (--config.data.manual_dir).
 
-Settings (the argument; metric conventions of the project notes, metrics.md):
+Settings (the argument; metric conventions: docs/metrics.md):
   split2 (default)  21 unseen classes (Yelamarthi et al.): mAP@200 = 'map_voc@200' (VOC AP on the
                     top 200, R_K = min(K, R)) and P@200 = 'p_minr@200' (top min(K, R) items)
   split1            25 unseen classes (Shen et al.): mAP@all = 'map_voc@all', P@100 = 'p_minr@100'

@@ -15,7 +15,7 @@ Test protocol: the standard full test split by default (ShoeV2: 200 photos, ever
 Model defaults follow the paper (defaults.stylemeup); the latent size d is
 --config.model.embed_dim (the paper's ablation: 32, 64, 128). Published (acc@1 / acc@10):
 Triplet-SN 28.71 / 71.56, StyleMeUp 36.47 / 81.83. The dataset is built on first use from the
-manual download (README, "Real datasets and pretrained weights").
+manual download (docs/datasets.md).
 """
 from sbirjax import defaults
 

@@ -27,7 +27,7 @@ def get_config(arg=None):
     c.eval_every = 400
     c.checkpoint_every = 200
     c.optim.lr = 3e-4
-    # InstanceNorm keeps a learned scale and bias here (the README's numbers were measured so);
+    # InstanceNorm keeps a learned scale and bias here (docs/results.md's numbers were measured so);
     # the official trunk has none (StyleMeUp's configs follow the official code).
     c.model.norm_affine = True
     c.eval.splits = {"test": ("test", "test"), "test_seen_users": ("test_seen_users", "test")}

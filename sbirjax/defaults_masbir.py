@@ -1,7 +1,7 @@
 """MA-SBIR values shared by configs/masbir_*.py and configs/synthetic_masbir.py. Only assembles
 values.
 
-Follows the official code (project notes, methods.md section B) unless marked:
+Follows the official code (docs/parity.md) unless marked:
   - transformers' AdamW (optim.name 'adamw_hf': eps 1e-6 added to sqrt(v) before the bias
     correction, decay applied to the updated weights; sbirjax/optim.py), weight decay 0.1 on every
     parameter, lr 5e-3 for the modality table and the discriminator; CLIP at 5e-3 x 1e-5 = 5e-8
@@ -13,7 +13,7 @@ Follows the official code (project notes, methods.md section B) unless marked:
     flip or crop augmentation
   - captions, text max length 30. The caption of a photo is 'a photo of a {}.' (table row 3, the
     text modality the code uses at test); the caption of a sketch is 'a sketch of a {}.' on row 2,
-    the row the released files never show (methods.md's natural reading): data.text
+    the row the released files never show (docs/parity.md, sketch captions): data.text
   - sbirjax, not the code: the loader is shuffled every epoch, and the checkpoint is selected on
     a seeded 10% per-class hold-out of the SEEN classes ('val', data.holdout_fraction), never on
     test classes (the code selects by loss on the test classes)

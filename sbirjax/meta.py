@@ -12,9 +12,9 @@ layers) still receive a meta-gradient. `first_order=True` stops the gradient at 
 stopped for the ADAPTED leaves only (the model), so they get the first-order meta-gradient while
 the leaves that only shape the inner loss (regulariser, FT layers) keep their exact second-order
 one (for one inner step; for K steps, the part of it that flows through later steps' model
-dependence is dropped). It tests one explanation of the collapse in README "StyleMeUp on the
-synthetic world": that second order lets the model learn to be adaptable instead of good. Plain
-first order collapses the same way there, so that is not the whole cause.
+dependence is dropped). It tests one explanation of the collapse in docs/stylemeup_synthetic.md
+(StyleMeUp on the first synthetic world): that second order lets the model learn to be adaptable
+instead of good. Plain first order collapses the same way there, so that is not the whole cause.
 
 `unadapted_weight=w > 0` adds w * outer_loss(params) per task, the outer loss of the model as it
 is, before any inner step (the meta-train term of MLDG, Li et al. 2018, here on the outer data):

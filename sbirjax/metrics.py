@@ -2,7 +2,7 @@
 
 Published SBIR numbers use several incompatible conventions for "the same" metric. Each convention
 has its own function here, named after what it computes; the docstrings say which benchmarks use it
-(see also ``reference/metrics.md``).
+(see also ``docs/metrics.md``).
 
 Fine-grained (instance-level) retrieval:
   * ``fg_ranks`` / ``fg_acc_at_k``: rank of the paired photo, ties counted against the query.

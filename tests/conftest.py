@@ -10,7 +10,7 @@ import shutil
 import tempfile
 
 # The XLA:CPU backend at optimisation level 0 compiles about twice as fast; the tests' models are
-# tiny, so compile time is most of their run time. (The README's measurements use the default.)
+# tiny, so compile time is most of their run time. (The measurements in docs/ use the default.)
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "")
     + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"

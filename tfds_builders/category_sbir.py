@@ -63,14 +63,14 @@ Generalised ZS queries are the zs*_test sketches (unseen classes).
 Protocol details the sources leave open, chosen here (constants below):
 - DSH queries: per class, a seeded random choice (DSH_SEED, and the crc32 of the class name) of
   min(DSH_QUERIES_PER_CLASS, n) of the class's sketches sorted by file name. The evaluation is
-  category-level: a gallery photo is relevant when its class equals the query's (metrics.md).
+  category-level: a gallery photo is relevant when its class equals the query's (docs/metrics.md).
 - GZS seen photos: per seen class, round(GZS_SEEN_FRACTION * n) photos (halves rounded up),
   a seeded choice (GZS_SEED, crc32 of the class) from the class's photos sorted by file name.
 - Photos come from extended_photo for every Sketchy ZS split (MA-SBIR's gallery, 10,453 photos for
   split 2; the originals are part of it); the _original splits give the originals alone.
 
 Validation: after building, the count of every split (and the documented sums of splits) is
-printed and compared with the documented numbers (project notes datasets.md), with a warning
+printed and compared with the documented numbers (documented_counts below), with a warning
 naming both numbers when they differ; a split that would be empty is left out with a warning.
 
 Writing: the builders are TFDS ShardBasedBuilders. Records are written in class order (classes

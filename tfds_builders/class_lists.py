@@ -9,7 +9,7 @@ and repeated white space removed. Parentheses and other characters are kept. So 
 one release (spaces in some, underscores or hyphens in others) never decides whether two names
 match.
 
-Sources (see the project's dataset notes): the zero-shot lists are the published ones; the full
+Sources: the zero-shot lists are the published ones; the full
 class lists are the class folders of the official releases.
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ TUBERLIN_MASBIR_UNSEEN = _names("""
 # TU-Berlin-extended photo folders (ImageResized/<folder>) whose name is not simply the class name
 # with spaces, hyphens and parentheses removed, or that are misspelt in the release.
 # Keys: normalised sketch class names; values: photo folder names exactly as released.
-# Certain (named in the project's dataset notes): flying bird, space shuttle, trombone, giraffe.
+# Certain: flying bird, space shuttle, trombone, giraffe.
 # The others are the folder names used by the public preparation scripts of the field; confirm
 # them against the real folder list and extend this map when the release shows more: the builder
 # reports every photo folder it cannot match, with the folder name and the closest unmatched class.

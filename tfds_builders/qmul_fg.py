@@ -233,7 +233,7 @@ class QmulFineGrained(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     FOLDER = ""
     CATEGORY = ""
-    EXPECTED_COUNTS: dict = {}   # kind -> split -> documented count (datasets.md, methods.md)
+    EXPECTED_COUNTS: dict = {}   # kind -> split -> documented count
     VERSION = VERSION
 
     def check_manual_dir(self, manual_dir: str) -> str:
@@ -283,7 +283,7 @@ class Shoev2(QmulFineGrained):
     CATEGORY = "shoe"
     MANUAL_DOWNLOAD_INSTRUCTIONS = instructions("ShoeV2")
     BUILDER_CONFIGS = common.standard_configs(VERSION, "QMUL-ShoeV2")
-    # datasets.md: 1,800 / 200 photos; test 666 sketches. The train sketch count is only known
+    # Documented: 1,800 / 200 photos; test 666 sketches. The train sketch count is only known
     # approximately (about 6,730 in all), so it is not checked.
     EXPECTED_COUNTS = {"sketches": {"test": 666}, "photos": {"train": 1800, "test": 200}}
 
@@ -295,7 +295,7 @@ class Chairv2(QmulFineGrained):
     CATEGORY = "chair"
     MANUAL_DOWNLOAD_INSTRUCTIONS = instructions("ChairV2")
     BUILDER_CONFIGS = common.standard_configs(VERSION, "QMUL-ChairV2")
-    # datasets.md: 952 / 323 sketches over 300 / 100 photos; methods.md: the 3-sketch filter
+    # Documented: 952 / 323 sketches over 300 / 100 photos; docs/parity.md: the 3-sketch filter
     # leaves 237 test sketches over 79 photos.
     EXPECTED_COUNTS = {"sketches": {"train": 952, "test": 323, "test_3sketch": 237},
                        "photos": {"train": 300, "test": 100, "test_3sketch": 79}}

@@ -28,11 +28,15 @@ def checkpoint_dir(workdir) -> epath.Path:
 class Checkpointer:
     def __init__(self, workdir: str, *, max_to_keep: int = 3):
         self.directory = checkpoint_dir(workdir)
-        self.manager = ocp.CheckpointManager(
+        self.max_to_keep = max_to_keep
+        self.manager = self._manager()
+
+    def _manager(self):
+        return ocp.CheckpointManager(
             self.directory,
             # A save cut short (kill -9) leaves only a temporary folder, never a checkpoint;
             # such leftovers are removed when the next run starts.
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+            options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True,
                                                  cleanup_tmp_directories=True),
         )
 
@@ -68,6 +72,10 @@ class Checkpointer:
                 failed.append((step, reason))
                 log(f"warning: the checkpoint of step {step} in {self.directory} cannot be "
                     f"restored ({type(e).__name__}: {reason})")
+                # A failed restore can leave the manager's item handlers guessing at the
+                # layout: the next step is tried with a fresh one.
+                self.manager.close()
+                self.manager = self._manager()
                 continue
             if failed:
                 log(f"warning: resuming from the checkpoint of step {step} instead; the "

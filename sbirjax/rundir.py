@@ -100,6 +100,14 @@ def check_resume(config, workdir) -> None:
             f"old run with {fix}")
 
 
+def checkpoint_steps(workdir) -> list[int]:
+    """The steps of the checkpoint folders in <workdir>/checkpoints (readable or not)."""
+    path = epath.Path(workdir) / CHECKPOINTS
+    if not path.exists():
+        return []
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
+
+
 def save_config(config, workdir) -> None:
     write_text_atomic(epath.Path(workdir) / CONFIG, config.to_json_best_effort(indent=2,
                                                                                sort_keys=True))

@@ -136,10 +136,10 @@ def _train_and_evaluate(config, workdir: str, devices):
     method = models.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, devices, fsdp=config.mesh.fsdp)
+    if rundir.checkpoint_steps(workdir):  # before orbax starts: a refusal leaves no thread behind
+        rundir.check_resume(config, workdir)
     ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
     try:
-        if ckpt.latest_step():
-            rundir.check_resume(config, workdir)
         init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
         fns = compile_fns(config, method, module, mesh, total, init_rng)
         # Before anything in the workdir changes: a refused resume leaves it as it was.

@@ -254,7 +254,7 @@ def _train_records(workdir):
     ("--config.model.embed_dim=16", ("model.embed_dim=8 in the run, 16 now",
                                      "--config.model.embed_dim=8")),
     ("--config.seed=1", ("seed=0 in the run, 1 now",)),
-    ("--config.batch_size=4", ("batch_size=8 in the run, 4 now",)),
+    ("--config.batch_size=16", ("batch_size=8 in the run, 16 now",)),
 ])
 def test_refused_resume_changes_nothing(run_copy, override, words):
     workdir, env = run_copy

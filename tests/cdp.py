@@ -124,7 +124,7 @@ class Browser:
 
     # ------------------------------------------------------------------ input
     def mouse(self, kind: str, x: float, y: float, buttons: int = 1) -> None:
-        self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+        self.send("Input.dispatchMouseEvent", type=kind, x=float(x), y=float(y), button="left",
                   buttons=buttons, clickCount=1 if kind != "mouseMoved" else 0)
 
     def drag(self, points) -> None:

@@ -199,7 +199,7 @@ def plot(result: dict, path: str, title: str = "") -> None:
         ax.set_ylim(0, 1.02)
         ax.set_xlim(0, 102)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -185,8 +185,9 @@ class Backend:
                                                   [] if text is None else [text])
             results = self.searcher.search(vectors, k, self.index)[0]
             seen = None if strokes is None else self.searcher.sketch_image(strokes)
-        out = [{"row": self.row_of[p], "rank": r, "score": round(s, 6), "name": _name(p)}
-               for p, s, r in results]
+        rows = [self.row_of[p] for p, _, _ in results]
+        out = [{"row": j, "rank": r, "score": round(s, 6), "name": _name(self.index.rows[j])}
+               for j, (_, s, r) in zip(rows, results)]
         return {"results": out, "k": k, "points": 0 if strokes is None else len(strokes),
                 "text": text, "query_image": None if seen is None else _data_url(seen),
                 "elapsed_ms": round(1000 * (time.perf_counter() - start), 1)}
@@ -214,8 +215,9 @@ class Backend:
         return buf.getvalue()
 
 
-def _name(path: str) -> str:
-    return path.rsplit("/", 1)[-1] if not path.startswith("tfds:") else path.split("/", 1)[-1]
+def _name(row: dict) -> str:
+    """What the page shows under a photo: a TFDS row's photo id, else the file's name."""
+    return str(row.get("photo_id") or row["path"].rsplit("/", 1)[-1])
 
 
 def _data_url(image: np.ndarray) -> str:
@@ -364,6 +366,12 @@ class Server(http.server.ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.backend, self.files, self.log = backend, files, log
         self.allowed_hosts = allowed_hosts(address[0], self.server_address[1])
+
+    def handle_error(self, request, client_address):
+        # The page aborts a search that a newer drawing replaces: not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -137,6 +137,18 @@ class Browser:
         x1, y1 = points[-1]
         self.mouse("mouseReleased", x1, y1, buttons=0)
 
+    def touch(self, points) -> None:
+        """One stroke with a finger through `points` (viewport CSS pixels); the page sees
+        pointer events of pointerType 'touch'."""
+        self.send("Emulation.setTouchEmulationEnabled", enabled=True, maxTouchPoints=1)
+        (x0, y0), rest = points[0], points[1:]
+        self.send("Input.dispatchTouchEvent", type="touchStart",
+                  touchPoints=[{"x": float(x0), "y": float(y0)}])
+        for x, y in rest:
+            self.send("Input.dispatchTouchEvent", type="touchMove",
+                      touchPoints=[{"x": float(x), "y": float(y)}])
+        self.send("Input.dispatchTouchEvent", type="touchEnd", touchPoints=[])
+
     def screenshot(self, path: str) -> None:
         data = self.send("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:

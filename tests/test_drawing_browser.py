@@ -1,5 +1,6 @@
-"""The drawing page in a real browser: headless chromium draws with mouse pointer events on the
-canvas, and the results grid shows the rows Searcher.search gives for the strokes the page sent."""
+"""The drawing page in a real browser: headless chromium draws with mouse (then touch) pointer
+events on the canvas, and the results grid shows the rows Searcher.search gives for the strokes the
+page sent."""
 import os
 import threading
 
@@ -104,3 +105,13 @@ def test_drawing_with_the_mouse_shows_the_searchers_results(page, tmp_path):
         browser.wait_for("window.sbirjax.idle() && "
                          "document.querySelectorAll('#results figure').length === 0")
         assert browser.evaluate("window.sbirjax.lastError") is None
+        # A finger: touch pointer events draw too.
+        browser.evaluate("window.kinds = []; document.getElementById('canvas')"
+                         ".addEventListener('pointerdown', e => window.kinds.push(e.pointerType))")
+        finger = planned[1][::-1]
+        browser.touch([(left + x / canvas * width, top + y / canvas * width) for x, y in finger])
+        browser.wait_for(SETTLED + " && window.sbirjax.strokes().length === 1")
+        assert browser.evaluate("window.kinds") == ["touch"]
+        sent = browser.evaluate("window.sbirjax.lastRequest.strokes")
+        np.testing.assert_allclose(np.asarray(sent)[[0, -1], :2], finger[[0, -1]], atol=1.0)
+        assert browser.evaluate(GRID_ROWS) == _expected_rows(searcher, index, sent)

@@ -148,6 +148,24 @@ def test_page_info_and_search_routes(fake):
     assert status == 200 and headers["Content-Type"] == "image/jpeg" and body.endswith(b"\x01")
 
 
+def test_text_reaches_the_model_only_on_a_run_with_a_text_tower():
+    class TextBackend(FakeBackend):
+        has_text = True
+    backend = TextBackend()
+    srv, thread = _serve(backend)
+    try:
+        status, _, _ = _post(srv, {"strokes": [], "text": " a  chair ", "k": 2})
+        assert status == 200 and backend.asked[-1] == (None, "a chair", 2)
+        status, _, _ = _post(srv, {"strokes": STROKE, "text": "a chair"})
+        assert status == 200 and backend.asked[-1][1:] == ("a chair", 5)
+        status, _, body = _post(srv, {"text": "x" * 301})
+        assert status == 400 and "at most 300" in json.loads(body)["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
 def test_bad_requests_get_a_json_message_and_never_reach_the_model(fake):
     asked = len(fake.backend.asked)
     cases = [
@@ -317,6 +335,41 @@ def test_json_answer_equals_searcher_search(untrained):
         assert status == 404
         status, _, body = _post(srv, {"strokes": STROKE, "text": "a chair"})
         assert status == 400 and "no text tower" in json.loads(body)["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+@pytest.mark.slow
+def test_masbir_text_joins_the_strokes(tmp_path):
+    """An untrained MA-SBIR run on the committed tiny CLIP: the page's text and strokes give the
+    answer of Searcher.search on query_vectors([strokes], [text])."""
+    from sbirjax import defaults_masbir
+    from sbirjax.search import Searcher
+    from tests import helpers
+    config = defaults_masbir.base(pretrained=helpers.CLIP_FIXTURE, image_size=32)
+    with config.unlocked():
+        config.total_steps = 0
+        config.data.text.max_length = 16
+    run = tmp_path / "masbir"
+    os.makedirs(run)
+    (run / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    searcher = Searcher.from_run(str(run), batch_size=8, log=lambda *_: None)
+    index = str(tmp_path / "index")
+    searcher.index(helpers.random_photos(str(tmp_path / "photos"), 10), index)
+    backend = server.Backend(searcher, index, k=4)
+    assert backend.info()["text"] is True
+    srv, thread = _serve(backend)
+    try:
+        rows = np.array(STROKE, np.float32)
+        for body, sketches, texts in (({"strokes": STROKE, "text": "a chair"}, [rows], ["a chair"]),
+                                      ({"text": "a shoe"}, [], ["a shoe"])):
+            status, _, answer = _post(srv, body)
+            assert status == 200, answer
+            expected = searcher.search(searcher.query_vectors(sketches, texts), 4, index)[0]
+            assert [backend.index.paths[r["row"]] for r in json.loads(answer)["results"]] == \
+                [p for p, _, _ in expected]
     finally:
         srv.shutdown()
         srv.server_close()

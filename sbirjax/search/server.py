@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -363,6 +364,8 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 16
 
     def __init__(self, address, backend, files, *, log=None):
+        if ":" in address[0]:  # an IPv6 address such as ::1
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.backend, self.files, self.log = backend, files, log
         self.allowed_hosts = allowed_hosts(address[0], self.server_address[1])

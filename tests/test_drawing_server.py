@@ -209,6 +209,19 @@ def test_a_big_body_is_refused_before_it_is_read(fake):
     assert answer.startswith(b"HTTP/1.0 413")
 
 
+def test_a_body_that_stops_arriving_times_out(fake, monkeypatch):
+    monkeypatch.setattr(server.Handler, "timeout", 0.3)
+    sock = socket.create_connection(("127.0.0.1", fake.server_address[1]), timeout=10)
+    try:
+        sock.sendall(b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"str"
+                     % fake.server_address[1])
+        answer = sock.recv(4096)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.0 408") and b"did not arrive" in answer
+
+
 def test_photos_only_by_row_never_by_path(fake):
     for path in ("/photo/../../etc/passwd", "/photo/..%2F..%2Fetc%2Fpasswd", "/photo//etc/passwd",
                  "/photo/%2Fetc%2Fpasswd", "/photo/p0.png", "/photo/photos/p0.png", "/photo/-1",

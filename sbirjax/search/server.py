@@ -20,8 +20,9 @@ Routes (anything else: 404; methods other than GET and POST: 405):
 Safety: binds to 127.0.0.1 unless told otherwise (then the Host header is checked too, against DNS
 rebinding); a body of at most MAX_BODY bytes with a Content-Length and Content-Type
 application/json; at most MAX_POINTS points and MAX_STROKES strokes, coordinates on the canvas;
-a malformed request gets 400 (413 too large, 415 not JSON) with {"error": message}; one query at a
-time reaches the model; a connection idle for TIMEOUT_S seconds is closed.
+a malformed request gets 400 (413 too large, 415 not JSON, 408 a body that stops arriving) with
+{"error": message}; one query at a time reaches the model; a connection idle for TIMEOUT_S seconds
+is closed.
 """
 from __future__ import annotations
 
@@ -347,7 +348,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(length)
         if length > MAX_BODY:
             raise RequestError(413, f"the body has {length} bytes; at most {MAX_BODY}")
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise RequestError(408, f"the body did not arrive within {self.timeout} s") from None
         if len(body) != length:
             raise RequestError(400, "the body ended before its Content-Length")
         return body

@@ -87,3 +87,29 @@ def all_config_files():
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
     return sorted(os.path.join(root, f) for f in os.listdir(root)
                   if f.endswith(".py") and f not in ("__init__.py", "common.py"))
+
+
+def untrained_run(root: str, *, image_size: int = 16) -> str:
+    """An untrained tiny Triplet-SN run: its config.json only (no dataset, no checkpoint; a
+    Searcher initialises it from its seed). Returns the workdir."""
+    import pathlib
+    config = shrink(load_config("configs/synthetic_triplet.py"), os.path.join(root, "tfds"),
+                    steps=0)
+    with config.unlocked():
+        config.data.image.size = image_size
+    run = pathlib.Path(root) / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+    return str(run)
+
+
+def random_photos(folder: str, n: int, *, seed: int = 0) -> str:
+    """`n` random PNG photos of 24 x 20 pixels in `folder`."""
+    import numpy as np
+    import PIL.Image
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        PIL.Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+            os.path.join(folder, f"p{i:02d}.png"))
+    return folder

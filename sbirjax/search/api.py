@@ -117,6 +117,11 @@ class Searcher:
         out = self._embed[modality](self.params, jax.device_put(images, self.batch_sharding))
         return np.asarray(out)[:n] if wait else out
 
+    def embed_fn(self, modality: str):
+        """The jitted (params, images) -> embeddings of `modality`; images sharded along their
+        leading axis over the devices (a multiple of num_devices rows)."""
+        return self._embed[modality]
+
     def prepare_photo(self, image: np.ndarray) -> np.ndarray:
         return augment.photo_image({"image": image}, self.image_config)
 

@@ -11,7 +11,7 @@ import sys
 
 from sbirjax.search.errors import SearchError
 
-COMMANDS = ("index", "query")
+COMMANDS = ("index", "query", "serve", "onthefly")
 
 
 def _log(message: str) -> None:
@@ -19,12 +19,13 @@ def _log(message: str) -> None:
 
 
 def run(command: str, **options) -> int:
-    """Run `command` ('index' or 'query') with the options its flags give; the exit status."""
+    """Run `command` (one of COMMANDS) with the options its flags give; the exit status."""
     try:
         if command not in COMMANDS:
-            raise SearchError(f"unknown command {command!r}: use `python -m sbirjax.search index "
-                              "...` or `... query ...` (docs/search.md)")
-        return (index_command if command == "index" else query_command)(**options)
+            raise SearchError(f"unknown command {command!r}: use `python -m sbirjax.search` "
+                              f"{', '.join(COMMANDS)} (docs/search.md)")
+        return {"index": index_command, "query": query_command, "serve": serve_command,
+                "onthefly": onthefly_command}[command](**options)
     except SearchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,4 +114,18 @@ def _query_folder(searcher, idx, folder, text, k, line, stdout) -> int:
         except SearchError as e:
             record = {"sketch": path, "error": str(e)}
         print(json.dumps(record), file=stdout)
+    return 0
+
+
+def serve_command(*, index, host="127.0.0.1", port=8000, k=10, ready=None, **_unused) -> int:
+    """The drawing page (sbirjax/search/server.py) until Ctrl-C."""
+    from sbirjax.search import server
+    return server.serve(index, host=host, port=port, k=k, log=_log, ready=ready)
+
+
+def onthefly_command(*, workdir, split, steps=10, out=None, step=None, batch_size=64,
+                     **_unused) -> int:
+    """Per-prefix ranks of an eval split, m@A and m@B (sbirjax/search/onthefly.py)."""
+    from sbirjax.search import onthefly
+    onthefly.run(workdir, split, steps=steps, out=out, step=step, batch_size=batch_size, log=_log)
     return 0

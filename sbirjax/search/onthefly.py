@@ -116,7 +116,7 @@ def load_split(config, name: str, log=print):
     opened as evaluation opens it."""
     from sbirjax.data import splits, tfds_io
     names = sorted(config.eval.splits.keys())
-    fraction = config.data.get("holdout_fraction", 0.0)
+    fraction = config.data.holdout_fraction
     if name not in config.eval.splits and not (name == "val" and fraction):
         raise SearchError(f"--split={name}: the run evaluates the splits {names}"
                           + (" and 'val'" if fraction else "") + "; give one of them")
@@ -133,7 +133,7 @@ def evaluate_run(searcher, split, data_config, eval_config, steps: int = 10, log
     """Per-prefix ranks of every query of `split` (searcher: Searcher.from_run of the run)."""
     from sbirjax import evaluate, metrics
     from sbirjax.data import augment
-    protocol = eval_config.get("protocol", "fine_grained")
+    protocol = evaluate.protocol_of(eval_config, split.name)
     if protocol not in ("fine_grained", "fine_grained_within_class"):
         raise SearchError(f"the run's eval protocol is {protocol!r}: on-the-fly ranks need a "
                           "fine-grained split (a sketch paired with its photo)")

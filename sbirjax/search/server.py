@@ -94,8 +94,8 @@ def parse_query(body: bytes, *, canvas: float, has_text: bool, default_k: int = 
     unknown = sorted(set(data) - {"strokes", "text", "k"})
     if unknown:
         raise RequestError(400, f"unknown field(s) {unknown}: send strokes, text and k")
-    strokes = parse_strokes(data.get("strokes", []), canvas)
-    text = data.get("text")
+    strokes = parse_strokes(data.get("strokes", []), canvas)  # not a config: the request
+    text = data.get("text")  # not a config
     if text is not None:
         if not isinstance(text, str):
             raise RequestError(400, "text must be a string")
@@ -105,7 +105,7 @@ def parse_query(body: bytes, *, canvas: float, has_text: bool, default_k: int = 
         if text and not has_text:
             raise RequestError(400, "this run has no text tower (MA-SBIR runs only): draw instead")
         text = text or None
-    k = data.get("k", default_k)
+    k = data.get("k", default_k)  # not a config
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise RequestError(400, f"k must be an integer from 1 to {MAX_K}, got {k!r}")
     if strokes is None and text is None:

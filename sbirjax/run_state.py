@@ -61,8 +61,8 @@ def restore_params(config, workdir: str, step: int | None = None, *, log=print,
     try:
         kept = list(ckpt.manager.all_steps())
         if step is not None and step not in kept:
-            raise RunDirError(f"--step={step}: no checkpoint of that step in {ckpt.directory}; "
-                              f"kept: {kept}")
+            raise RunDirError(f"--step={step}: no checkpoint of step {step} in "
+                              f"{ckpt.directory}; kept: {kept}")
         if step is None:
             selected = epath.Path(workdir) / rundir.SELECTION
             if selected.exists():

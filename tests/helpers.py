@@ -113,3 +113,13 @@ def random_photos(folder: str, n: int, *, seed: int = 0) -> str:
         PIL.Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
             os.path.join(folder, f"p{i:02d}.png"))
     return folder
+
+
+def stylemeup_config(meta: dict, loss: dict):
+    """StyleMeUp's declared config (sbirjax/defaults.py `stylemeup`) with the `meta` and `loss`
+    values a test sets; every other key keeps its declared default."""
+    from sbirjax import defaults
+    config = defaults.stylemeup()
+    config.meta.update(meta)
+    config.loss.update(loss)
+    return config

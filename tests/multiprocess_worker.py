@@ -119,7 +119,9 @@ def main(argv) -> int:
 
     import jax
     import numpy as np
-    from sbirjax import main as entry, train
+
+    from sbirjax import main as entry
+    from sbirjax import train
 
     config = tiny_config(args.data_dir, args.steps, args.checkpoint_every, args.num_devices,
                          args.fsdp)

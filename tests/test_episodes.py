@@ -13,7 +13,6 @@ import types
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import traverse_util
@@ -21,6 +20,7 @@ from flax import traverse_util
 from sbirjax import defaults, meta
 from sbirjax.data import episodes, examples
 from sbirjax.models import stylemeup
+from tests import helpers
 
 
 def _split(num_photos=12, num_users=8, per_photo=5, size=16, seed=0):
@@ -122,7 +122,8 @@ def test_designs_the_data_cannot_serve_fail_early():
         episodes.check("user_split", pairing="category")
     with pytest.raises(ValueError, match="at least 4 training users"):  # 3 users in the data
         examples.make("meta_task", _split(num_users=3, per_photo=3), _data_config(), "user_split")
-    qmul = ml_collections.ConfigDict({"name": "shoev2"})
+    qmul = defaults.base().data
+    qmul.name = "shoev2"
     assert episodes.training_users(qmul) == 3
 
 
@@ -132,12 +133,12 @@ def _setup(update="maml", tasks=None):
                                  ft=True)
     params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
-    config = ml_collections.ConfigDict({
-        "meta": {"inner_lr": 0.5, "inner_steps": 1, "first_order": False, "regulariser": True,
-                 "update_rule": update},
-        "loss": {"margin": 0.2, "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
-                                            "self_recon": 0.0, "triplet_inv": 1.0,
-                                            "triplet_f": 1.0}}})
+    config = helpers.stylemeup_config(
+        meta={"inner_lr": 0.5, "inner_steps": 1, "first_order": False, "regulariser": True,
+              "update_rule": update},
+        loss={"margin": 0.2, "triplet_eps": 0.0,
+              "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
+                          "triplet_inv": 1.0, "triplet_f": 1.0}})
     return module, params, config
 
 

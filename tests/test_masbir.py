@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from sbirjax import defaults_masbir, optim, state as state_lib, steps
+from sbirjax import defaults_masbir, optim, steps
+from sbirjax import state as state_lib
 from sbirjax.data import bpe_vocab, captions, splits, synthetic
 from sbirjax.models import clip_weights, masbir, registry
 from tests.helpers import CLIP_FIXTURE as FIXTURE

@@ -22,7 +22,8 @@ import optax
 import pytest
 from flax import traverse_util
 
-from sbirjax import defaults_masbir, optim, state as state_lib, steps
+from sbirjax import defaults_masbir, optim, steps
+from sbirjax import state as state_lib
 from sbirjax.models import clip_weights, masbir, registry
 from tests.fixtures import masbir_parity_inputs as inputs
 from tests.helpers import CLIP_FIXTURE

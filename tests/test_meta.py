@@ -6,13 +6,13 @@ first order must give exactly zero (the official code's defect).
 """
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import traverse_util
 
 from sbirjax import meta
 from sbirjax.models import stylemeup
+from tests import helpers
 
 
 def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", task_chunk=0,
@@ -26,13 +26,13 @@ def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", t
              "photo": rng.uniform(-1, 1, (2, 8, 8, 3)),
              "negative": rng.uniform(-1, 1, (2, 8, 8, 3))}
     tasks = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tasks)
-    config = ml_collections.ConfigDict({
-        "meta": {"inner_lr": 0.5, "inner_steps": inner_steps, "first_order": first_order,
-                 "regulariser": regulariser, "task_chunk": task_chunk, "remat": remat,
-                 "model_first_order": model_first_order, "unadapted_weight": unadapted_weight},
-        "loss": {"margin": 0.2, "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
-                                            "self_recon": 0.0, "triplet_inv": 1.0,
-                                            "triplet_f": 1.0}}})
+    config = helpers.stylemeup_config(
+        meta={"inner_lr": 0.5, "inner_steps": inner_steps, "first_order": first_order,
+              "regulariser": regulariser, "task_chunk": task_chunk, "remat": remat,
+              "model_first_order": model_first_order, "unadapted_weight": unadapted_weight},
+        loss={"margin": 0.2, "triplet_eps": 0.0,
+              "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
+                          "triplet_inv": 1.0, "triplet_f": 1.0}})
 
     def objective(p):
         return stylemeup.meta_objective(module, p, tasks, jax.random.key(1), config)[0]

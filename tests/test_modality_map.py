@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sbirjax import modality_map, param_drift, run_state, train
+from sbirjax.errors import UserError
 from tests import helpers
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).
@@ -65,7 +66,7 @@ def test_command_on_a_tiny_trained_run(tmp_path):
     assert saved["after"] == pytest.approx(result["after"])
     with pytest.raises(ValueError, match="eval splits are"):
         modality_map.compute(config, workdir, split_name="nope")
-    with pytest.raises(ValueError, match="no checkpoint of step 1"):
+    with pytest.raises(UserError, match="no checkpoint of step 1"):
         modality_map.compute(config, workdir, step=1)
     # The same run, seen by the drift tool: trained groups moved, the fixed logit scale did not.
     _, _, params, step, initial = run_state.restore_params(config, workdir, with_initial=True)

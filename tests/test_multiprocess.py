@@ -11,7 +11,8 @@ import signal
 import numpy as np
 import pytest
 
-from sbirjax import checkpoint, main as entry
+from sbirjax import checkpoint
+from sbirjax import main as entry
 from tests import multiprocess_worker as worker
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).

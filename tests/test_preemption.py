@@ -9,7 +9,8 @@ import signal
 import numpy as np
 import pytest
 
-from sbirjax import checkpoint, distributed, main as entry
+from sbirjax import checkpoint, distributed
+from sbirjax import main as entry
 from sbirjax.data import tfds_io
 from tests import multiprocess_worker as worker
 

@@ -18,11 +18,11 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from sbirjax.models import stylemeup
+from tests import helpers
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).
 pytestmark = pytest.mark.slow
@@ -43,12 +43,12 @@ DECODED = ("photo", "negative", "sketch_b", "sketch_a", "inv_b_var_a", "inv_a_va
 
 
 def config(first_order):
-    return ml_collections.ConfigDict({
-        "meta": {"inner_lr": maker.INNER_LR, "inner_steps": 1, "first_order": first_order,
-                 "regulariser": True},
-        "loss": {"margin": maker.MARGIN, "triplet_eps": 1e-6,
-                 "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
-                             "self_recon": 0.0, "triplet_inv": 1.0, "triplet_f": 1.0}}})
+    return helpers.stylemeup_config(
+        meta={"inner_lr": maker.INNER_LR, "inner_steps": 1, "first_order": first_order,
+              "regulariser": True},
+        loss={"margin": maker.MARGIN, "triplet_eps": 1e-6,
+              "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0,
+                          "self_recon": 0.0, "triplet_inv": 1.0, "triplet_f": 1.0}})
 
 
 def module():

@@ -1,8 +1,8 @@
 import jax
 import numpy as np
+import pytest
 
 from sbirjax.models import upconv
-import pytest
 
 
 def transposed_conv_reference(x, w):

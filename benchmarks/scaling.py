@@ -47,14 +47,14 @@ def measure(n: int) -> dict:
     import jax
     import numpy as np
     from benchmarks import common
-    from sbirjax import models, sharding, train
+    from sbirjax import methods, sharding, train
 
     config = _CONFIG.value
     fsdp = _FSDP.value
     with config.unlocked():
         config.batch_size = n * _PER_DEVICE_BATCH.value
         config.mesh.num_devices, config.mesh.fsdp = n, fsdp
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(n, fsdp=fsdp)
     rng = jax.random.key(0)

@@ -20,7 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import common
-from sbirjax import models, sharding, train
+from sbirjax import methods, sharding, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
 _ITERS = flags.DEFINE_integer("iters", 20, "timed steps")
@@ -29,7 +29,7 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "untimed steps (the first compiles)"
 
 def main(_):
     config = _CONFIG.value
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.get("fsdp", 1))
     size = config.data.image.size

@@ -11,7 +11,7 @@ import json
 import jax
 from etils import epath
 
-from sbirjax import checkpoint, models, rundir, sharding, train
+from sbirjax import checkpoint, methods, rundir, sharding, train
 from sbirjax.errors import RunDirError, UserError
 
 
@@ -52,7 +52,7 @@ def restore_params(config, workdir: str, step: int | None = None, *, log=print,
     """(method, module, params as host arrays, step[, initial params])."""
     rundir.require_run(workdir)
     rundir.check_resume(config, workdir)  # the tool's --config must describe this run
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.fsdp)
     init_rng, _ = jax.random.split(jax.random.key(config.seed))  # as train_and_evaluate

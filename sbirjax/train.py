@@ -21,9 +21,10 @@ import jax
 import numpy as np
 from etils import epath
 
-from sbirjax import (checkpoint, distributed, evaluate, models, optim, rundir, sharding,
+from sbirjax import (checkpoint, distributed, methods, optim, rundir, sharding,
                      state as state_lib, steps)
 from sbirjax.data import examples, pipeline, splits, tfds_io
+from sbirjax.evaluation import evaluate
 from sbirjax.reporting import Reporter
 
 # Number of times each jitted function was traced in this process (a guard against recompiling).
@@ -133,7 +134,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
 
 def _train_and_evaluate(config, workdir: str, devices):
     total = int(config.total_steps)
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, devices, fsdp=config.mesh.fsdp)
     ckpt = checkpoint.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from sbirjax.models import clip_weights
-from sbirjax.models.clip import CLIP, ClipConfig, eos_positions
+from sbirjax.nets import clip_weights
+from sbirjax.nets.clip import CLIP, ClipConfig, eos_positions
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "clip_tiny")
 OUTPUTS = ("image_embeds", "text_embeds", "logits_per_image")

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from sbirjax import defaults, meta
+from sbirjax import defaults
 from sbirjax.data import episodes, examples
-from sbirjax.models import stylemeup
+from sbirjax.methods import meta, stylemeup
 
 
 def _split(num_photos=12, num_users=8, per_photo=5, size=16, seed=0):

@@ -11,7 +11,8 @@ from flax import traverse_util
 
 from sbirjax import defaults_masbir, optim, state as state_lib, steps
 from sbirjax.data import bpe_vocab, captions, splits, synthetic
-from sbirjax.models import clip_weights, masbir, registry
+from sbirjax.methods import masbir, registry
+from sbirjax.nets import clip_weights
 from tests.helpers import CLIP_FIXTURE as FIXTURE
 
 R2 = np.sqrt(0.5)

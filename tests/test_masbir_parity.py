@@ -23,7 +23,8 @@ import pytest
 from flax import traverse_util
 
 from sbirjax import defaults_masbir, optim, state as state_lib, steps
-from sbirjax.models import clip_weights, masbir, registry
+from sbirjax.methods import masbir, registry
+from sbirjax.nets import clip_weights
 from tests.fixtures import masbir_parity_inputs as inputs
 from tests.helpers import CLIP_FIXTURE
 

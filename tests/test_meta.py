@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from sbirjax import meta
-from sbirjax.models import stylemeup
+from sbirjax.methods import meta, stylemeup
 
 
 def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", task_chunk=0,

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from sbirjax.models import stylemeup
+from sbirjax.methods import stylemeup
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 
-from sbirjax.models import upconv
+from sbirjax.nets import upconv
 import pytest
 
 

@@ -91,7 +91,7 @@ def write(directory: str, texts, vocab_size: int) -> None:
 def tokenizer_for(texts, vocab_size: int):
     """A `CLIPTokenizer` covering `texts`, loaded from files written to a private temporary folder:
     every process makes its own identical copy, so concurrent processes never share a file."""
-    from sbirjax.models import clip_weights
+    from sbirjax.nets import clip_weights
 
     with tempfile.TemporaryDirectory(prefix="sbirjax-bpe-") as directory:
         write(directory, texts, vocab_size)

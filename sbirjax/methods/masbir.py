@@ -41,9 +41,10 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from sbirjax.losses import l2_normalize
-from sbirjax.models import clip_weights, registry
-from sbirjax.models.clip import CLIP, ClipConfig, TextConfig, VisionConfig
+from sbirjax.methods import registry
+from sbirjax.methods.losses import l2_normalize
+from sbirjax.nets import clip_weights
+from sbirjax.nets.clip import CLIP, ClipConfig, TextConfig, VisionConfig
 
 PHOTO, SKETCH, SKETCH_TEXT, PHOTO_TEXT = 0, 1, 2, 3
 NUM_MODALITIES = 4

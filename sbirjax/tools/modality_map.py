@@ -2,9 +2,9 @@
 (z, CLIP's normalised projection) and after (s = z - m[modality]) subtracting the learned modality
 vectors, as t-SNE maps and as neighbourhood figures.
 
-  python -m sbirjax.modality_map --config=configs/synthetic_masbir.py
-                                 --workdir=runs/synthetic_masbir
-                                 [--split=zs] [--per_class=40] [--step=N] [--perplexity=30]
+  python -m sbirjax.tools.modality_map --config=configs/synthetic_masbir.py
+                                       --workdir=runs/synthetic_masbir
+                                       [--split=zs] [--per_class=40] [--step=N] [--perplexity=30]
 
 The config (with the same overrides as the run) rebuilds the model and the checkpoint comes from
 the workdir (sbirjax/run_state.py): --step, else the step in selection.json when its checkpoint is
@@ -33,7 +33,7 @@ from absl import flags
 
 from sbirjax import errors
 
-from sbirjax import tsne
+from sbirjax.tools import tsne
 
 FLAGS = flags.FLAGS
 K = 10
@@ -130,7 +130,8 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     import jax
     from sbirjax import run_state, train
     from sbirjax.data import augment, captions
-    from sbirjax.models import clip_weights, masbir
+    from sbirjax.methods import masbir
+    from sbirjax.nets import clip_weights
 
     train_split, evals = train.load_data(config, log=log)
     names = [n for n in evals if n != "val"] or list(evals)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
 
-from sbirjax.models.clip import CLIP, ClipConfig
+from sbirjax.nets.clip import CLIP, ClipConfig
 
 HUB_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json",
              "tokenizer_config.json", "special_tokens_map.json"]

@@ -14,8 +14,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import common
-from sbirjax import methods, train
-from sbirjax.data import augment, examples, pipeline
+from sbirjax import methods
+from sbirjax.data import augment, examples, pipeline, tfds_io
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
 _BATCHES = flags.DEFINE_integer("batches", 40, "timed batches per thread setting")
@@ -24,7 +24,7 @@ _THREADS = flags.DEFINE_list("threads", ["1", "2"], "grain read-thread counts to
 
 def main(_):
     config = _CONFIG.value
-    split, _ = train.load_data(config, log=lambda *_: None)
+    split, _ = tfds_io.load_data(config, log=lambda *_: None)
     example_fn = examples.make(methods.get(config.method).train_inputs, split, config.data)
     runs = []
     for threads in map(int, _THREADS.value):

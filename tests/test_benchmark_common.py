@@ -25,7 +25,7 @@ def test_utilisation():
 def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
     """XLA counts a lax.map body once: a step with 4 tasks in chunks of 1 reports about a quarter
     of its FLOPs; the benchmark counts them on the vmapped program instead."""
-    from sbirjax import methods, sharding, train
+    from sbirjax import compiled, methods, sharding
     from tests import helpers
     config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), str(tmp_path))
     with config.unlocked():
@@ -35,7 +35,7 @@ def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
     module = method.build(config.model)
     mesh = sharding.make_mesh(1)
     rng = jax.random.key(0)
-    fns = train.compile_fns(config, method, module, mesh, 10, rng)
+    fns = compiled.compile_fns(config, method, module, mesh, 10, rng)
     state = fns.init(rng)
     batch = sharding.to_global(common.random_batch(
         common.BATCH_LAYOUT["meta_task"], 4, config.data.image.size), mesh)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from sbirjax import checkpoint, methods, sharding, train
+from sbirjax import checkpoint, compiled, methods, sharding, train
 from tests import multiprocess_worker as worker
 from tests.test_steps_sharding import random_batches, tiny_config
 
@@ -15,7 +15,7 @@ def run_steps(mesh, config, batches, init_state=None):
     compiling the initialiser again (its compilation costs more than the step's on CPU)."""
     method = methods.get(config.method)
     module = method.build(config.model)
-    fns = train.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
+    fns = compiled.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
     if init_state is None:
         state = fns.init(jax.random.key(0))
     else:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from configs import synthetic_triplet
-from sbirjax import methods, sharding, train
+from sbirjax import compiled, methods, sharding
 
 
 def tiny_config():
@@ -20,7 +20,7 @@ def tiny_config():
 def run_steps(mesh, config, batches):
     method = methods.get(config.method)
     module = method.build(config.model)
-    fns = train.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
+    fns = compiled.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
     state = fns.init(jax.random.key(0))
     losses = []
     for b in batches:

@@ -30,13 +30,13 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
     import jax
     import jax.numpy as jnp
 
-    from sbirjax import run_state, train
-    from sbirjax.data import examples
+    from sbirjax import run_state
+    from sbirjax.data import examples, tfds_io
     from sbirjax.methods import meta, stylemeup
 
     if config.method != "stylemeup":
         raise ValueError(f"config.method is {config.method!r}: the probe is for StyleMeUp runs")
-    train_split, _ = train.load_data(config, log=log)
+    train_split, _ = tfds_io.load_data(config, log=log)
     _, module, params, step = run_state.restore_params(config, workdir, step, log=log)
     builder = examples.make("meta_task", train_split, config.data, config.meta.episode)
     rng = np.random.default_rng(config.seed)

@@ -128,12 +128,12 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
             log=print) -> dict:
     """Embed, measure, map and plot; returns what goes into the JSON file."""
     import jax
-    from sbirjax import run_state, train
-    from sbirjax.data import augment, captions
+    from sbirjax import run_state
+    from sbirjax.data import augment, captions, tfds_io
     from sbirjax.methods import masbir
     from sbirjax.nets import clip_weights
 
-    train_split, evals = train.load_data(config, log=log)
+    train_split, evals = tfds_io.load_data(config, log=log)
     names = [n for n in evals if n != "val"] or list(evals)
     split_name = split_name or ("zs" if "zs" in evals else names[0])
     if split_name not in evals:

@@ -23,6 +23,7 @@ import pytest
 from flax import traverse_util
 
 from sbirjax import defaults_masbir, optim, state as state_lib, steps
+from sbirjax.data import clip_tokenizer
 from sbirjax.methods import masbir, registry
 from sbirjax.nets import clip_weights
 from tests.fixtures import masbir_parity_inputs as inputs
@@ -59,12 +60,12 @@ def initial_params():
 
 @functools.cache
 def tokenizer():
-    return clip_weights.load_tokenizer(CLIP_FIXTURE)
+    return clip_tokenizer.load_tokenizer(CLIP_FIXTURE)
 
 
 def sbirjax_batch(step):
     b = inputs.batch(step)
-    ids, mask = clip_weights.tokenize(tokenizer(), b.pop("captions"), inputs.MAX_LENGTH)
+    ids, mask = clip_tokenizer.tokenize(tokenizer(), b.pop("captions"), inputs.MAX_LENGTH)
     return dict(b, input_ids=ids, attention_mask=mask)
 
 

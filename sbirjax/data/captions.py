@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sbirjax.data import augment, bpe_vocab
+from sbirjax.data import augment, bpe_vocab, clip_tokenizer
 
 PHOTO, SKETCH = 0, 1
 MODALITY_NAMES = ("photo", "sketch")  # index = image modality id
@@ -42,19 +42,16 @@ def captions(category_names, templates) -> dict[str, list[str]]:
 def load_tokenizer(text_config, texts):
     """The snapshot's tokenizer, or one generated to cover `texts`."""
     if text_config.tokenizer:
-        from sbirjax.nets import clip_weights
-        return clip_weights.load_tokenizer(text_config.tokenizer)
+        return clip_tokenizer.load_tokenizer(text_config.tokenizer)
     return bpe_vocab.tokenizer_for(texts, text_config.vocab_size)
 
 
 def tokenized_captions(category_names, text_config):
     """int32 (ids, mask), each (2, C, max_length): [image modality, class] -> tokens."""
-    from sbirjax.nets import clip_weights
-
     caps = captions(category_names, text_config.templates)
     texts = [t for m in MODALITY_NAMES for t in caps[m]]
-    ids, mask = clip_weights.tokenize(load_tokenizer(text_config, texts), texts,
-                                      text_config.max_length)
+    ids, mask = clip_tokenizer.tokenize(load_tokenizer(text_config, texts), texts,
+                                        text_config.max_length)
     shape = (len(MODALITY_NAMES), len(category_names), text_config.max_length)
     return ids.reshape(shape), mask.reshape(shape)
 

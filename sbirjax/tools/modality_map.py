@@ -129,9 +129,8 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     """Embed, measure, map and plot; returns what goes into the JSON file."""
     import jax
     from sbirjax import run_state
-    from sbirjax.data import augment, captions, tfds_io
+    from sbirjax.data import augment, captions, clip_tokenizer, tfds_io
     from sbirjax.methods import masbir
-    from sbirjax.nets import clip_weights
 
     train_split, evals = tfds_io.load_data(config, log=log)
     names = [n for n in evals if n != "val"] or list(evals)
@@ -168,8 +167,8 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     tokenizer = captions.load_tokenizer(text, vocab_texts)  # a snapshot ignores the texts
     caps = captions.captions(class_names, text.templates)
     txt_kind = [m for m in captions.MODALITY_NAMES for _ in caps[m]]
-    ids, mask = clip_weights.tokenize(tokenizer, [t for m in captions.MODALITY_NAMES
-                                                  for t in caps[m]], text.max_length)
+    ids, mask = clip_tokenizer.tokenize(tokenizer, [t for m in captions.MODALITY_NAMES
+                                                    for t in caps[m]], text.max_length)
     z_txt = np.asarray(module.apply({"params": params}, ids, mask,
                                     method=masbir.MaSbir.encode_texts))
     txt_label = np.concatenate([np.arange(len(class_names))] * 2)

@@ -88,6 +88,6 @@ def unrolled_flops(config, method, module, mesh, state, batch, rng):
     flat = copy.deepcopy(config)
     with flat.unlocked():
         flat.meta.task_chunk, flat.meta.remat = 0, False
-    from sbirjax import train  # here, not at the top: the other benchmarks need no model
-    fns = train.compile_fns(flat, method, module, mesh, 1000, rng)
+    from sbirjax import compiled  # here, not at the top: the other benchmarks need no model
+    fns = compiled.compile_fns(flat, method, module, mesh, 1000, rng)
     return compile_with_flops(fns.step, state, batch, rng)[1]

@@ -14,8 +14,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import common
-from sbirjax import models, train
-from sbirjax.data import augment, examples, pipeline
+from sbirjax import methods
+from sbirjax.data import augment, examples, pipeline, tfds_io
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
 _BATCHES = flags.DEFINE_integer("batches", 40, "timed batches per thread setting")
@@ -24,8 +24,8 @@ _THREADS = flags.DEFINE_list("threads", ["1", "2"], "grain read-thread counts to
 
 def main(_):
     config = _CONFIG.value
-    split, _ = train.load_data(config, log=lambda *_: None)
-    example_fn = examples.make(models.get(config.method).train_inputs, split, config.data)
+    split, _ = tfds_io.load_data(config, log=lambda *_: None)
+    example_fn = examples.make(methods.get(config.method).train_inputs, split, config.data)
     runs = []
     for threads in map(int, _THREADS.value):
         stream = pipeline.train_stream(len(example_fn), example_fn,
@@ -47,7 +47,7 @@ def main(_):
                  "split": split.name, "image_size": config.data.image.size,
                  "batch_size": config.batch_size, "runs": runs,
                  "sketch_read_and_rasterise_per_s_one_thread": raster_rate,
-                 "example": models.get(config.method).train_inputs,
+                 "example": methods.get(config.method).train_inputs,
                  "machine": common.machine()})
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common
-from sbirjax import defaults_masbir, models, sharding, train
+from sbirjax import compiled, defaults_masbir, methods, sharding
 
 _BATCH = flags.DEFINE_integer("batch", 32, "global train batch (images and captions)")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype")
@@ -51,11 +51,11 @@ def random_batch(c, seed=0):
 
 def main(_):
     c = config(_BATCH.value, _DTYPE.value, _CLIP.value)
-    method = models.get(c.method)
+    method = methods.get(c.method)
     module = method.build(c.model)
     mesh = sharding.make_mesh(c.mesh.num_devices)
     rng = jax.random.key(0)
-    fns = train.compile_fns(c, method, module, mesh, 1000, rng)
+    fns = compiled.compile_fns(c, method, module, mesh, 1000, rng)
     holder = {"state": fns.init(rng)}
     batch = sharding.to_global(random_batch(c), mesh)
 

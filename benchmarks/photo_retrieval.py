@@ -24,8 +24,8 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common, real_photos
-from sbirjax import metrics
-from sbirjax.models import efficientnet, efficientnet_weights
+from sbirjax.evaluation import metrics
+from sbirjax.nets import efficientnet, efficientnet_weights
 
 _SIZE = flags.DEFINE_integer("size", 224, "input size in pixels")
 _BACKBONE = flags.DEFINE_string("backbone", "efficientnet_lite0", "EfficientNet-Lite variant")

@@ -47,18 +47,18 @@ def measure(n: int) -> dict:
     import jax
     import numpy as np
     from benchmarks import common
-    from sbirjax import models, sharding, train
+    from sbirjax import compiled, methods, sharding
 
     config = _CONFIG.value
     fsdp = _FSDP.value
     with config.unlocked():
         config.batch_size = n * _PER_DEVICE_BATCH.value
         config.mesh.num_devices, config.mesh.fsdp = n, fsdp
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(n, fsdp=fsdp)
     rng = jax.random.key(0)
-    fns = train.compile_fns(config, method, module, mesh, 1000, rng)
+    fns = compiled.compile_fns(config, method, module, mesh, 1000, rng)
     if method.train_inputs != "triplet":
         raise ValueError(f"{config.method} trains on {method.train_inputs!r} examples; this "
                          "benchmark feeds triplets (see benchmarks/train_step.py for the others)")
@@ -86,7 +86,7 @@ def measure(n: int) -> dict:
         "step_time_median_s": t["median_s"], "steps_per_s": 1.0 / t["median_s"],
         "images_per_s": images / t["median_s"],
         "images_per_s_per_device": images / t["median_s"] / n,
-        "trace_count": train.TRACE_COUNTS.get("train_step"), "machine": common.machine()}
+        "trace_count": compiled.TRACE_COUNTS.get("train_step"), "machine": common.machine()}
 
 
 def run_child(n: int, argv: list[str]) -> dict:

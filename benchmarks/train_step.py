@@ -20,7 +20,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import common
-from sbirjax import models, sharding, train
+from sbirjax import methods, sharding
+from sbirjax.compiled import compile_fns
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
 _ITERS = flags.DEFINE_integer("iters", 20, "timed steps")
@@ -29,12 +30,12 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "untimed steps (the first compiles)"
 
 def main(_):
     config = _CONFIG.value
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.get("fsdp", 1))
     size = config.data.image.size
     rng = jax.random.key(0)
-    fns = train.compile_fns(config, method, module, mesh, 1000, rng)
+    fns = compile_fns(config, method, module, mesh, 1000, rng)
     state = fns.init(rng)
     layout = common.BATCH_LAYOUT[method.train_inputs]
     batch = sharding.to_global(common.random_batch(layout, config.batch_size, size), mesh)

@@ -33,9 +33,9 @@ def check(config, num_devices: int | None = None) -> None:
         need(ok, key, value, f"use an integer >= {low}")
         return value if ok else None
 
-    from sbirjax import models
-    need(config.method in models.names(), "method", config.method,
-         f"use one of {models.names()}")
+    from sbirjax import methods
+    need(config.method in methods.names(), "method", config.method,
+         f"use one of {methods.names()}")
     total = integer("total_steps", 0)  # 0: evaluate the initial (e.g. frozen CLIP) model only
     batch = integer("batch_size", 1)
     for key in ("log_every", "eval_every", "checkpoint_every"):
@@ -82,7 +82,7 @@ def check(config, num_devices: int | None = None) -> None:
     margin = _get(config, "loss.margin", 0.0)
     need(margin >= 0, "loss.margin", margin, "use a margin >= 0")
 
-    from sbirjax import evaluate, metrics
+    from sbirjax.evaluation import evaluate, metrics
     protocol = _get(config, "eval.protocol", "fine_grained")
     need(protocol in evaluate.protocols(), "eval.protocol", protocol,
          f"use one of {evaluate.protocols()}")
@@ -114,7 +114,7 @@ def check(config, num_devices: int | None = None) -> None:
              f"use '<split>/<metric>' with a split of {sorted(names)}")
 
     if "meta" in config:
-        from sbirjax import meta
+        from sbirjax.methods import meta
         from sbirjax.data import episodes
         integer("meta.inner_steps", 0)
         chunk = integer("meta.task_chunk", 0)

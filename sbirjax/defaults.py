@@ -86,14 +86,15 @@ def base() -> ml_collections.ConfigDict:
     c.eval.batch_size = 64
     c.eval.ks = (1, 5, 10)
     # 'fine_grained' (the true photo's rank), 'category' (any photo of the class is relevant) or
-    # 'fine_grained_within_class' (sbirjax/evaluate.py protocols()).
+    # 'fine_grained_within_class' (sbirjax/evaluation/evaluate.py protocols()).
     c.eval.protocol = "fine_grained"
     c.eval.split_protocols = {}  # split name -> protocol, where a split differs from eval.protocol
-    # Files each evaluation writes (sbirjax/evaluate.py OUTPUTS): 'grid' (retrieval_<split>.png),
-    # 'ranks' (eval/<split>_ranks.npz) and 'style_consistency' (style_consistency_<split>.png);
-    # the last two for fine-grained protocols only.
+    # Files each evaluation writes (sbirjax/evaluation/evaluate.py OUTPUTS): 'grid'
+    # (retrieval_<split>.png), 'ranks' (eval/<split>_ranks.npz) and 'style_consistency'
+    # (style_consistency_<split>.png); the last two for fine-grained protocols only.
     c.eval.outputs = ("grid", "ranks", "style_consistency")
-    # category protocol: the metric names (sbirjax/metrics.py); () -> ('map@all', 'p@200')
+    # category protocol: the metric names (sbirjax/evaluation/metrics.py); () -> ('map@all',
+    # 'p@200')
     c.eval.category_metrics = ()
     c.eval.similarity = "neg_euclidean"  # or 'cosine': how queries score gallery items
     c.eval.select = ""  # '<split>/<metric>' (higher is better) picks the checkpoint; '' none
@@ -126,7 +127,7 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     c.model.ft = ablation != "no_ft"
     c.model.norm_affine = False
     # Convolutions as patches @ kernel: with the tasks vmapped, per-task weights make batched
-    # matmuls instead of grouped convolutions (sbirjax/models/patchconv.py).
+    # matmuls instead of grouped convolutions (sbirjax/nets/patchconv.py).
     c.model.conv_impl = "matmul"
     c.loss.triplet_eps = 1e-6  # the official code's: torch's TripletMarginLoss default
     c.loss.weights = {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,

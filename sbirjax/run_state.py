@@ -11,7 +11,7 @@ import json
 import jax
 from etils import epath
 
-from sbirjax import checkpoint, models, rundir, sharding, train
+from sbirjax import checkpoint, compiled, methods, rundir, sharding
 from sbirjax.errors import RunDirError, UserError
 
 
@@ -39,12 +39,8 @@ def start_tool(argv) -> None:
 
 
 def initial_params(config, fns, init_rng, method):
-    """The parameters the run started from (its seed; pretrained weights loaded)."""
-    state = fns.init(init_rng)
-    params = jax.device_get(state.params)
-    if method.load_pretrained is not None and method.pretrained_source(config.model):
-        params = method.load_pretrained(params, config.model)
-    return params
+    """The parameters the run started from (its seed; pretrained weights loaded), on the host."""
+    return jax.device_get(compiled.initial_state(config, method, fns, init_rng).params)
 
 
 def restore_params(config, workdir: str, step: int | None = None, *, log=print,
@@ -52,11 +48,12 @@ def restore_params(config, workdir: str, step: int | None = None, *, log=print,
     """(method, module, params as host arrays, step[, initial params])."""
     rundir.require_run(workdir)
     rundir.check_resume(config, workdir)  # the tool's --config must describe this run
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, fsdp=config.mesh.fsdp)
     init_rng, _ = jax.random.split(jax.random.key(config.seed))  # as train_and_evaluate
-    fns = train.compile_fns(config, method, module, mesh, max(int(config.total_steps), 1), init_rng)
+    fns = compiled.compile_fns(config, method, module, mesh, max(int(config.total_steps), 1),
+                               init_rng)
     ckpt = checkpoint.Checkpointer(workdir)
     try:
         kept = list(ckpt.manager.all_steps())

@@ -1,4 +1,4 @@
-"""Pure step functions: no jit, no mesh. train.py binds them and jits them once."""
+"""Pure step functions: no jit, no mesh. compiled.py binds them and jits them once."""
 from __future__ import annotations
 
 import jax

@@ -13,33 +13,21 @@ processes agree on the step.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 
 import jax
 import numpy as np
 from etils import epath
 
-from sbirjax import (checkpoint, distributed, evaluate, models, optim, rundir, sharding,
-                     state as state_lib, steps)
-from sbirjax.data import examples, pipeline, splits, tfds_io
+from sbirjax import checkpoint, distributed, methods, rundir, sharding
+from sbirjax.compiled import compile_fns, initial_state
+from sbirjax.data import examples, pipeline, tfds_io
+from sbirjax.evaluation import evaluate
 from sbirjax.reporting import Reporter
-
-# Number of times each jitted function was traced in this process (a guard against recompiling).
-TRACE_COUNTS: dict[str, int] = {}
 
 
 def due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
-
-
-def _counted(name, fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        TRACE_COUNTS[name] = TRACE_COUNTS.get(name, 0) + 1
-        return fn(*args, **kwargs)
-    return wrapper
 
 
 def _check_finite(step: int, values: dict, ckpt: checkpoint.Checkpointer) -> None:
@@ -70,56 +58,6 @@ def episode(config) -> str:
     return config.meta.episode if "meta" in config else "official"
 
 
-def load_data(config, log=print):
-    """Build (if needed) and open the train split and the eval splits the config names."""
-    sketch_builder, photo_builder = tfds_io.prepared_builders(config.data, log=log)
-    train = splits.load(sketch_builder, photo_builder, config.data.train_sketches,
-                        config.data.train_photos)
-    evals = {name: splits.load(sketch_builder, photo_builder, s, p)
-             for name, (s, p) in config.eval.splits.items()}
-    fraction = config.data.holdout_fraction
-    if fraction:  # model selection data from the training classes, never from test classes
-        if "val" in evals:
-            raise ValueError("config.data.holdout_fraction makes an eval split named 'val'; "
-                             "rename the 'val' entry of config.eval.splits")
-        train, val = splits.holdout(train, fraction, config.seed)
-        evals = {"val": val, **evals}
-    return train, evals
-
-
-@dataclasses.dataclass(frozen=True)
-class CompiledFns:
-    abstract_state: object   # TrainState of jax.ShapeDtypeStruct: the restore target
-    state_shardings: object
-    init: object             # rng -> sharded TrainState
-    step: object             # (state, global batch, rng) -> (state, metrics); state donated
-    embed: dict              # modality -> (params, images) -> embeddings
-
-
-def compile_fns(config, method, module, mesh, total_steps: int, init_rng) -> CompiledFns:
-    """The jitted, sharded functions of a run: shared by the loop, the benchmarks and the tests."""
-    image_shape = (config.data.image.size, config.data.image.size, 3)
-    abstract_params = jax.eval_shape(lambda r: method.init(module, r, image_shape), init_rng)
-    tx = optim.make_optimizer(config.optim, total_steps, abstract_params, config.model)
-
-    def init_state(rng):
-        return state_lib.create(method.init(module, rng, image_shape), tx)
-
-    abstract_state = jax.eval_shape(init_state, init_rng)
-    state_sh = sharding.state_shardings(abstract_state, mesh)
-    repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    step = jax.jit(
-        _counted("train_step", functools.partial(
-            steps.train_step, method=method, module=module, tx=tx, config=config)),
-        in_shardings=(state_sh, batch_sh, repl), out_shardings=(state_sh, repl), donate_argnums=0)
-    embed = {m: jax.jit(_counted(f"embed_{m}", functools.partial(
-        steps.embed_step, method=method, module=module, modality=m)),
-        in_shardings=(state_sh.params, batch_sh), out_shardings=batch_sh)
-        for m in method.embed_modalities}
-    return CompiledFns(abstract_state, state_sh, jax.jit(init_state, out_shardings=state_sh),
-                       step, embed)
-
-
 def train_and_evaluate(config, workdir: str, *, devices=None):
     """Train `config.method` on `config.data`; returns (final state, last eval metrics).
 
@@ -133,7 +71,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None):
 
 def _train_and_evaluate(config, workdir: str, devices):
     total = int(config.total_steps)
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(config.mesh.num_devices, devices, fsdp=config.mesh.fsdp)
     if rundir.checkpoint_steps(workdir):  # before orbax starts: a refusal leaves no thread behind
@@ -161,7 +99,7 @@ def _train_and_evaluate(config, workdir: str, devices):
 def _run(config, workdir, method, module, mesh, ckpt, report, fns, state, start, step_rng,
          init_rng):
     total = int(config.total_steps)
-    train_split, eval_splits = load_data(config, log=report.log)
+    train_split, eval_splits = tfds_io.load_data(config, log=report.log)
     report.log(f"method {method.name}: {train_split.num_sketches} training sketches, "
                f"{train_split.num_photos} photos; mesh {dict(mesh.shape)} over "
                f"{jax.device_count()} {jax.devices()[0].platform} devices in "
@@ -171,12 +109,7 @@ def _run(config, workdir, method, module, mesh, ckpt, report, fns, state, start,
         report.log(f"resuming from the checkpoint of step {start} in {ckpt.directory}")
         report.write(start, "resume", {})  # records after `start` were dropped: they run again
     else:
-        state = fns.init(init_rng)
-        source = method.pretrained_source(config.model)
-        if method.load_pretrained is not None and source:
-            report.log(f"loading pretrained weights: {source}")
-            params = method.load_pretrained(jax.device_get(state.params), config.model)
-            state = state.replace(params=jax.device_put(params, fns.state_shardings.params))
+        state = initial_state(config, method, fns, init_rng, log=report.log)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state.params))
     report.log(f"{n_params:,} parameters")
 

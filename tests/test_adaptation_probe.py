@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from sbirjax import adaptation_probe, train
+from sbirjax import train
+from sbirjax.tools import adaptation_probe
 from tests import helpers
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).

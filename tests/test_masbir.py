@@ -12,7 +12,8 @@ from flax import traverse_util
 from sbirjax import defaults_masbir, optim, steps
 from sbirjax import state as state_lib
 from sbirjax.data import bpe_vocab, captions, splits, synthetic
-from sbirjax.models import clip_weights, masbir, registry
+from sbirjax.methods import masbir, registry
+from sbirjax.nets import clip_weights
 from tests.helpers import CLIP_FIXTURE as FIXTURE
 
 R2 = np.sqrt(0.5)

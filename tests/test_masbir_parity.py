@@ -24,7 +24,9 @@ from flax import traverse_util
 
 from sbirjax import defaults_masbir, optim, steps
 from sbirjax import state as state_lib
-from sbirjax.models import clip_weights, masbir, registry
+from sbirjax.data import clip_tokenizer
+from sbirjax.methods import masbir, registry
+from sbirjax.nets import clip_weights
 from tests.fixtures import masbir_parity_inputs as inputs
 from tests.helpers import CLIP_FIXTURE
 
@@ -59,12 +61,12 @@ def initial_params():
 
 @functools.cache
 def tokenizer():
-    return clip_weights.load_tokenizer(CLIP_FIXTURE)
+    return clip_tokenizer.load_tokenizer(CLIP_FIXTURE)
 
 
 def sbirjax_batch(step):
     b = inputs.batch(step)
-    ids, mask = clip_weights.tokenize(tokenizer(), b.pop("captions"), inputs.MAX_LENGTH)
+    ids, mask = clip_tokenizer.tokenize(tokenizer(), b.pop("captions"), inputs.MAX_LENGTH)
     return dict(b, input_ids=ids, attention_mask=mask)
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from sbirjax import meta
-from sbirjax.models import stylemeup
+from sbirjax.methods import meta, stylemeup
 from tests import helpers
 
 

@@ -1,11 +1,11 @@
-"""Tests for sbirjax.metrics: known answers, scikit-learn cross-checks, independent
+"""Tests for sbirjax.evaluation.metrics: known answers, scikit-learn cross-checks, independent
 re-implementations."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from sbirjax import metrics as M
+from sbirjax.evaluation import metrics as M
 
 # --------------------------------------------------------------------------------------------------
 # helpers

@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from sbirjax import modality_map, param_drift, run_state, train
+from sbirjax import run_state, train
 from sbirjax.errors import UserError
+from sbirjax.tools import modality_map, param_drift
 from tests import helpers
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).

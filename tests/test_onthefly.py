@@ -85,7 +85,7 @@ def run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_full_sketch_ranks_are_the_evaluators(run, tmp_path, capsys):
-    from sbirjax import evaluate
+    from sbirjax.evaluation import evaluate
     from sbirjax.search import Searcher
     from sbirjax.search.api import read_run_config
     out = str(tmp_path / "out")
@@ -123,7 +123,7 @@ def test_full_sketch_ranks_are_the_evaluators(run, tmp_path, capsys):
                                                               config.data.image)[None], "sketch"))
     g = searcher.embed_images(np.stack([augment.photo_image(split.photos[j], config.data.image)
                                         for j in range(split.num_photos)]), "photo")
-    from sbirjax import metrics
+    from sbirjax.evaluation import metrics
     by_hand = metrics.fg_ranks(q, g, split.sketch_photo[[i]])[0]
     assert abs(int(by_hand) - ranks[0, 0]) <= 1  # equal up to float ties between two compilations
     # The default output folder is the run's eval/, beside the saved ranks.

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sbirjax import param_drift
+from sbirjax.tools import param_drift
 
 
 def test_drift_known_answer():

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sbirjax.models import patchconv, upconv
-from sbirjax.models.convnet import ConvEncoder
+from sbirjax.nets import patchconv, upconv
+from sbirjax.nets.convnet import ConvEncoder
 
 
 def _lax_down(x, k):

@@ -7,10 +7,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from sbirjax import compare, defaults, evaluate, metrics
+from sbirjax import defaults
 from sbirjax.data import examples
 from sbirjax.data.splits import RetrievalSplit
-from sbirjax.evaluate import Selection
+from sbirjax.evaluation import evaluate, metrics
+from sbirjax.evaluation.evaluate import Selection
+from sbirjax.tools import compare
 
 IMAGE = ml_collections.ConfigDict({"size": 8, "center_crop": False,
                                    "raster": {"canvas": 256, "line_width": 3,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from configs import synthetic_triplet
-from sbirjax import models, sharding, train
+from sbirjax import compiled, methods, sharding
 
 
 def tiny_config():
@@ -18,9 +18,9 @@ def tiny_config():
 
 
 def run_steps(mesh, config, batches):
-    method = models.get(config.method)
+    method = methods.get(config.method)
     module = method.build(config.model)
-    fns = train.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
+    fns = compiled.compile_fns(config, method, module, mesh, 10, jax.random.key(0))
     state = fns.init(jax.random.key(0))
     losses = []
     for b in batches:

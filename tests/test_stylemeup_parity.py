@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sbirjax.models import stylemeup
+from sbirjax.methods import stylemeup
 from tests import helpers
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).

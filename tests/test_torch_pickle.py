@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from sbirjax.models import torch_pickle
+from sbirjax.nets import torch_pickle
 from tests import torch_legacy
 
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from sbirjax import checkpoint, train
+from sbirjax import checkpoint, compiled, train
 from sbirjax.data import pipeline
 from tests import helpers
 
@@ -51,10 +51,11 @@ def test_every_config_loads_shrinks_and_trains(path, data_dir, manual_root, tmp_
 
 def test_outputs_resume_and_trace_once(data_dir, tmp_path):
     workdir = str(tmp_path / "run")
-    train.TRACE_COUNTS.clear()
+    compiled.TRACE_COUNTS.clear()
     state, results = train.train_and_evaluate(tiny(data_dir, steps=4), workdir)
-    assert train.TRACE_COUNTS["train_step"] == 1  # 4 steps, one compilation
-    assert train.TRACE_COUNTS["embed_sketch"] == 1 and train.TRACE_COUNTS["embed_photo"] == 1
+    assert compiled.TRACE_COUNTS["train_step"] == 1  # 4 steps, one compilation
+    assert (compiled.TRACE_COUNTS["embed_sketch"] == 1
+            and compiled.TRACE_COUNTS["embed_photo"] == 1)
     # What a person looks at is there.
     assert os.path.exists(os.path.join(workdir, "retrieval_test.png"))
     assert os.path.exists(os.path.join(workdir, "style_consistency_test.png"))

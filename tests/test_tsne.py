@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from sbirjax import tsne
+from sbirjax.tools import tsne
 
 
 def test_every_row_has_the_requested_perplexity():

@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from sbirjax.models import upconv
+from sbirjax.nets import upconv
 
 
 def transposed_conv_reference(x, w):

@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from sbirjax.models import torch_pickle
+from sbirjax.nets import torch_pickle
 
 STORAGE_NAMES = {np.dtype("float32"): "FloatStorage", np.dtype("int64"): "LongStorage",
                  np.dtype("float16"): "HalfStorage"}

@@ -91,11 +91,11 @@ def write(directory: str, texts, vocab_size: int) -> None:
 def tokenizer_for(texts, vocab_size: int):
     """A `CLIPTokenizer` covering `texts`, loaded from files written to a private temporary folder:
     every process makes its own identical copy, so concurrent processes never share a file."""
-    from sbirjax.models import clip_weights
+    from sbirjax.data import clip_tokenizer
 
     with tempfile.TemporaryDirectory(prefix="sbirjax-bpe-") as directory:
         write(directory, texts, vocab_size)
-        tokenizer = clip_weights.load_tokenizer(directory)
+        tokenizer = clip_tokenizer.load_tokenizer(directory)
     if len(tokenizer) != vocab_size:
         raise ValueError(f"the generated tokenizer has {len(tokenizer)} tokens, "
                          f"expected {vocab_size}")

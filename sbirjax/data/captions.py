@@ -7,7 +7,7 @@ through the template of the image's modality, e.g. 'a sketch of a {}.' for sketc
 `config.data.text` (a `text_config`) holds:
 
   templates   {'photo': ..., 'sketch': ...}: one '{}' template per image modality
-  modality    {'photo': k, 'sketch': k}: the row of the 4-row modality table (models/masbir.py:
+  modality    {'photo': k, 'sketch': k}: the row of the 4-row modality table (methods/masbir.py:
               0 photo, 1 sketch, 2 sketch-caption text, 3 photo-caption text) of each caption kind
   max_length  tokens per caption, start and end tokens included (MA-SBIR: 30)
   tokenizer   a CLIP snapshot (directory or Hub id) whose tokenizer to use, or '' for a
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sbirjax.data import augment, bpe_vocab
+from sbirjax.data import augment, bpe_vocab, clip_tokenizer
 
 PHOTO, SKETCH = 0, 1
 MODALITY_NAMES = ("photo", "sketch")  # index = image modality id
@@ -42,19 +42,16 @@ def captions(category_names, templates) -> dict[str, list[str]]:
 def load_tokenizer(text_config, texts):
     """The snapshot's tokenizer, or one generated to cover `texts`."""
     if text_config.tokenizer:
-        from sbirjax.models import clip_weights
-        return clip_weights.load_tokenizer(text_config.tokenizer)
+        return clip_tokenizer.load_tokenizer(text_config.tokenizer)
     return bpe_vocab.tokenizer_for(texts, text_config.vocab_size)
 
 
 def tokenized_captions(category_names, text_config):
     """int32 (ids, mask), each (2, C, max_length): [image modality, class] -> tokens."""
-    from sbirjax.models import clip_weights
-
     caps = captions(category_names, text_config.templates)
     texts = [t for m in MODALITY_NAMES for t in caps[m]]
-    ids, mask = clip_weights.tokenize(load_tokenizer(text_config, texts), texts,
-                                      text_config.max_length)
+    ids, mask = clip_tokenizer.tokenize(load_tokenizer(text_config, texts), texts,
+                                        text_config.max_length)
     shape = (len(MODALITY_NAMES), len(category_names), text_config.max_length)
     return ids.reshape(shape), mask.reshape(shape)
 

@@ -1,4 +1,4 @@
-"""Find, build and open the TFDS builders a config names.
+"""Find, build and open the TFDS builders a config names, and the splits a run reads from them.
 
 Datasets are built with `file_format='array_record'` from Python and read with
 `builder.as_data_source(split)`: no TensorFlow anywhere. A dataset that is not yet prepared is
@@ -17,7 +17,7 @@ import jax
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-from sbirjax.data import synthetic
+from sbirjax.data import splits, synthetic
 
 # Real datasets: name -> "module:Class" of a builder following tfds_builders/common.py.
 REAL_DATASETS: dict[str, str] = {
@@ -121,6 +121,23 @@ def prepared_builders(data_config, log=print):
                 for b in builders(data_config):
                     prepare(b, manual_dir, log=log)
     return builders(data_config)
+
+
+def load_data(config, log=print):
+    """Build (if needed) and open the train split and the eval splits the config names."""
+    sketch_builder, photo_builder = prepared_builders(config.data, log=log)
+    train = splits.load(sketch_builder, photo_builder, config.data.train_sketches,
+                        config.data.train_photos)
+    evals = {name: splits.load(sketch_builder, photo_builder, s, p)
+             for name, (s, p) in config.eval.splits.items()}
+    fraction = config.data.holdout_fraction
+    if fraction:  # model selection data from the training classes, never from test classes
+        if "val" in evals:
+            raise ValueError("config.data.holdout_fraction makes an eval split named 'val'; "
+                             "rename the 'val' entry of config.eval.splits")
+        train, val = splits.holdout(train, fraction, config.seed)
+        evals = {"val": val, **evals}
+    return train, evals
 
 
 @contextlib.contextmanager

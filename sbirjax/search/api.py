@@ -144,13 +144,14 @@ class Searcher:
         if self._text is None:
             self._text = self._text_encoder()
         tokenizer, encode = self._text
-        from sbirjax.models import clip_weights
-        ids, mask = clip_weights.tokenize(tokenizer, list(texts), self.config.data.text.max_length)
+        from sbirjax.data import clip_tokenizer
+        ids, mask = clip_tokenizer.tokenize(tokenizer, list(texts),
+                                            self.config.data.text.max_length)
         return np.asarray(encode(self.params, ids, mask))
 
     def _text_encoder(self):
         from sbirjax.data import captions
-        from sbirjax.models import masbir
+        from sbirjax.methods import masbir
         text = self.config.data.text
         if text.tokenizer:
             tokenizer = captions.load_tokenizer(text, [])

@@ -131,7 +131,7 @@ def load_split(config, name: str, log=print):
 
 def evaluate_run(searcher, split, data_config, eval_config, steps: int = 10, log=print) -> dict:
     """Per-prefix ranks of every query of `split` (searcher: Searcher.from_run of the run)."""
-    from sbirjax import evaluate, metrics
+    from sbirjax.evaluation import evaluate, metrics
     from sbirjax.data import augment
     protocol = evaluate.protocol_of(eval_config, split.name)
     if protocol not in ("fine_grained", "fine_grained_within_class"):

@@ -1,10 +1,10 @@
-"""Hugging Face CLIP checkpoints and tokenizers for the Flax CLIP, without torch or TensorFlow.
+"""Hugging Face CLIP checkpoints for the Flax CLIP, without torch or TensorFlow.
 
 A checkpoint is a directory (or a Hub id such as "openai/clip-vit-base-patch32") holding
 config.json, model.safetensors (float32, float16 or bfloat16) and the tokenizer files. Weights come
 back as a pytree of float32 numpy arrays shaped for `clip.CLIP`; the mapping is checked in both
 directions, so a checkpoint of another architecture fails loudly instead of loading half its
-tensors.
+tensors. The tokenizer of a checkpoint is read by sbirjax/data/clip_tokenizer.py.
 """
 from __future__ import annotations
 
@@ -17,34 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
 
-from sbirjax.models.clip import CLIP, ClipConfig
+from sbirjax.hub import resolve
+from sbirjax.nets.clip import CLIP, ClipConfig
 
-HUB_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json",
-             "tokenizer_config.json", "special_tokens_map.json"]
 # Non-persistent buffers that older checkpoints still carry; they hold no learned values.
 IGNORED_KEYS = {"text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"}
-# Guards transformers 5's silent fallback to a 3-token vocabulary when the vocabulary files are not
-# read.
-MIN_VOCAB_SIZE = 100
-
-
-def resolve(path_or_hub_id: str) -> str:
-    """A local directory as is; anything else is taken as a Hub id and fetched into the HF cache."""
-    if os.path.isdir(path_or_hub_id):
-        return path_or_hub_id
-    looks_local = os.path.isabs(path_or_hub_id) or path_or_hub_id.startswith((".", "~"))
-    how = (f"Download config.json, model.safetensors and the tokenizer files (vocab.json, "
-           f"merges.txt, tokenizer_config.json, ...) from https://huggingface.co/{path_or_hub_id} "
-           "into one directory and pass that directory instead.")
-    if looks_local:
-        raise FileNotFoundError(f"CLIP checkpoint directory {path_or_hub_id!r} does not exist.")
-    try:
-        from huggingface_hub import snapshot_download
-        return snapshot_download(path_or_hub_id, allow_patterns=HUB_FILES)
-    except Exception as e:  # offline, unknown repo, invalid id: one clear message
-        raise FileNotFoundError(f"{path_or_hub_id!r} is not a local directory and could not be "
-                                f"fetched from the Hugging Face Hub ({type(e).__name__}: {e}). "
-                                f"{how}") from e
 
 
 def read_safetensors(file: str) -> dict[str, np.ndarray]:
@@ -119,25 +96,3 @@ def load_pretrained(path_or_hub_id: str, variant: str | None = None) -> tuple[Cl
                              f"{shapes[path]}")
         flat[path] = array
     return config, flax.traverse_util.unflatten_dict(flat)
-
-
-def load_tokenizer(path_or_hub_id: str):
-    """`transformers.CLIPTokenizer` from a directory with vocab.json + merges.txt (or
-    tokenizer.json)."""
-    from transformers import CLIPTokenizer  # imported here: transformers is slow to import
-
-    directory = resolve(path_or_hub_id)
-    tokenizer = CLIPTokenizer.from_pretrained(directory)
-    if len(tokenizer) <= MIN_VOCAB_SIZE:
-        raise ValueError(f"the CLIP tokenizer loaded from {directory} has only {len(tokenizer)} "
-                         "tokens: its vocabulary files were not read (expected vocab.json + "
-                         "merges.txt or tokenizer.json)")
-    return tokenizer
-
-
-def tokenize(tokenizer, texts, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """int32 (ids, attention mask), both (len(texts), max_length): start token, text, end token,
-    then padding; texts that are too long are cut, keeping the end token."""
-    enc = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_length,
-                    return_tensors="np")
-    return enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(np.int32)

@@ -71,7 +71,7 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
 
     task_chunk: tasks processed together. 0 vmaps all of them; k runs chunks of k in sequence
     (`lax.map`). After the inner step every task has its own weights, so vmapped convolutions
-    become batched-kernel convolutions (unless written as matmuls: models/patchconv.py).
+    become batched-kernel convolutions (unless written as matmuls: nets/patchconv.py).
     remat: recompute each task's forward pass in the backward pass instead of storing it. The
     outer gradient otherwise keeps every task's activations alive at once, whatever the chunk
     size (StyleMeUp at 256 px: ~2.6 GB a task); with remat and chunks of k, only k tasks' worth

@@ -1,5 +1,5 @@
 """EfficientNet-Lite (Tan and Le, 2019; the TF 'lite' variants) in Flax Linen, NHWC, inference-mode
-BatchNorm, for ImageNet weights loaded by sbirjax/models/efficientnet_weights.py.
+BatchNorm, for ImageNet weights loaded by sbirjax/nets/efficientnet_weights.py.
 
 Lite differs from EfficientNet-B*: ReLU6 instead of swish, no squeeze-and-excite, the stem and
 head keep their width and the first and last stages their depth in the larger variants.

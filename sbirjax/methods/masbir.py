@@ -41,9 +41,11 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from sbirjax.losses import l2_normalize
-from sbirjax.models import clip_weights, registry
-from sbirjax.models.clip import CLIP, ClipConfig, TextConfig, VisionConfig
+from sbirjax import hub
+from sbirjax.methods import registry
+from sbirjax.methods.losses import l2_normalize
+from sbirjax.nets import clip_weights
+from sbirjax.nets.clip import CLIP, ClipConfig, TextConfig, VisionConfig
 
 PHOTO, SKETCH, SKETCH_TEXT, PHOTO_TEXT = 0, 1, 2, 3
 NUM_MODALITIES = 4
@@ -157,7 +159,7 @@ def clip_config(model_config) -> ClipConfig:
     """The snapshot's architecture (config.json), or the from-scratch sizes of config.model."""
     m = model_config
     if m.pretrained:
-        with open(os.path.join(clip_weights.resolve(m.pretrained), "config.json")) as f:
+        with open(os.path.join(hub.resolve(m.pretrained), "config.json")) as f:
             config = ClipConfig.from_hf_dict(json.load(f))
         if config.vision.image_size != m.image_size:
             raise ValueError(f"{m.pretrained} takes {config.vision.image_size} px images but "

@@ -2,12 +2,12 @@
 
 An image (sketch or photo) is encoded into a modality-invariant code z_inv (L2-normalised; used
 for retrieval) and a Gaussian modality/style code z_var; the decoder reconstructs from
-z_f = z_var + z_inv (a sum, as in the official code). Meta-training (sbirjax/meta.py) adapts the
-model on two sketching styles of a photo with feature-wise transformation (FT) layers active and
-a learned element-wise L1 regulariser on the invariant head, then scores the adapted model on a
-held-out style with FT off and no regulariser. The meta-gradient is second order by default, so
-the regulariser and the FT parameters are trained; the official code is first order, which leaves
-both untouched (`config.meta.first_order=True` reproduces that).
+z_f = z_var + z_inv (a sum, as in the official code). Meta-training (sbirjax/methods/meta.py)
+adapts the model on two sketching styles of a photo with feature-wise transformation (FT) layers
+active and a learned element-wise L1 regulariser on the invariant head, then scores the adapted
+model on a held-out style with FT off and no regulariser. The meta-gradient is second order by
+default, so the regulariser and the FT parameters are trained; the official code is first order,
+which leaves both untouched (`config.meta.first_order=True` reproduces that).
 
 Parameter groups (leaf paths): 'reg_P' the regulariser weights, 'encoder/ft<i>/...' the FT layers,
 everything else the model Omega, which is what the inner step updates.
@@ -19,10 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from sbirjax import losses, meta
-from sbirjax.models import registry
-from sbirjax.models.convnet import INSTANCE_NORM_EPS, ConvEncoder, to_float
-from sbirjax.models.upconv import UpConv
+from sbirjax.methods import losses, meta, registry
+from sbirjax.nets.convnet import INSTANCE_NORM_EPS, ConvEncoder, to_float
+from sbirjax.nets.upconv import UpConv
 
 
 class Decoder(nn.Module):
@@ -59,7 +58,7 @@ class StyleMeUp(nn.Module):
     dropout: float = 0.5
     ft: bool = True
     norm_affine: bool = False  # the official code's InstanceNorm2d(affine=False)
-    conv_impl: str = "xla"     # 'matmul': convolutions as patches @ kernel (models/patchconv.py)
+    conv_impl: str = "xla"     # 'matmul': convolutions as patches @ kernel (nets/patchconv.py)
 
     def setup(self):
         self.encoder = ConvEncoder(self.widths, self.hidden, self.dropout, ft=self.ft,

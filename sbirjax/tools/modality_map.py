@@ -2,9 +2,9 @@
 (z, CLIP's normalised projection) and after (s = z - m[modality]) subtracting the learned modality
 vectors, as t-SNE maps and as neighbourhood figures.
 
-  python -m sbirjax.modality_map --config=configs/synthetic_masbir.py
-                                 --workdir=runs/synthetic_masbir
-                                 [--split=zs] [--per_class=40] [--step=N] [--perplexity=30]
+  python -m sbirjax.tools.modality_map --config=configs/synthetic_masbir.py
+                                       --workdir=runs/synthetic_masbir
+                                       [--split=zs] [--per_class=40] [--step=N] [--perplexity=30]
 
 The config (with the same overrides as the run) rebuilds the model and the checkpoint comes from
 the workdir (sbirjax/run_state.py): --step, else the step in selection.json when its checkpoint is
@@ -33,7 +33,7 @@ from absl import flags
 
 from sbirjax import errors
 
-from sbirjax import tsne
+from sbirjax.tools import tsne
 
 FLAGS = flags.FLAGS
 K = 10
@@ -128,11 +128,11 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
             log=print) -> dict:
     """Embed, measure, map and plot; returns what goes into the JSON file."""
     import jax
-    from sbirjax import run_state, train
-    from sbirjax.data import augment, captions
-    from sbirjax.models import clip_weights, masbir
+    from sbirjax import run_state
+    from sbirjax.data import augment, captions, clip_tokenizer, tfds_io
+    from sbirjax.methods import masbir
 
-    train_split, evals = train.load_data(config, log=log)
+    train_split, evals = tfds_io.load_data(config, log=log)
     names = [n for n in evals if n != "val"] or list(evals)
     split_name = split_name or ("zs" if "zs" in evals else names[0])
     if split_name not in evals:
@@ -167,8 +167,8 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     tokenizer = captions.load_tokenizer(text, vocab_texts)  # a snapshot ignores the texts
     caps = captions.captions(class_names, text.templates)
     txt_kind = [m for m in captions.MODALITY_NAMES for _ in caps[m]]
-    ids, mask = clip_weights.tokenize(tokenizer, [t for m in captions.MODALITY_NAMES
-                                                  for t in caps[m]], text.max_length)
+    ids, mask = clip_tokenizer.tokenize(tokenizer, [t for m in captions.MODALITY_NAMES
+                                                    for t in caps[m]], text.max_length)
     z_txt = np.asarray(module.apply({"params": params}, ids, mask,
                                     method=masbir.MaSbir.encode_texts))
     txt_label = np.concatenate([np.arange(len(class_names))] * 2)

@@ -4,7 +4,7 @@ One shared conv encoder for sketches and photos, a linear embedding head, L2 nor
 triplet loss (margin 0.2, Euclidean) with the sketch as anchor, its photo as positive and another
 photo as negative.
 
-With `backbone` set to an EfficientNet-Lite variant, the ImageNet trunk (sbirjax/models/
+With `backbone` set to an EfficientNet-Lite variant, the ImageNet trunk (sbirjax/nets/
 efficientnet.py, no classifier) replaces the conv encoder and its hidden layer: the 1280-d pooled
 feature goes through dropout to the head. load_pretrained fills it with the ImageNet weights.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sbirjax import losses
-from sbirjax.models import efficientnet, efficientnet_weights, registry
-from sbirjax.models.convnet import ConvEncoder
+from sbirjax.methods import losses, registry
+from sbirjax.nets import efficientnet, efficientnet_weights
+from sbirjax.nets.convnet import ConvEncoder
 
 
 class TripletSN(nn.Module):

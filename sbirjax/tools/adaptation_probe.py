@@ -3,8 +3,8 @@ losses of training tasks with the model as it is (what a test query gets) and af
 step (what the meta-objective scores), which inner-loss term drives the step (gradient norms), and
 how far the inner step moves each parameter group.
 
-  python -m sbirjax.adaptation_probe --config=configs/synthetic_stylemeup.py --workdir=runs/NAME
-                                     [--tasks=48] [--step=N]
+  python -m sbirjax.tools.adaptation_probe --config=configs/synthetic_stylemeup.py \
+      --workdir=runs/NAME [--tasks=48] [--step=N]
 
 A model that is good by itself has similar losses before and after; a model that only works
 after adaptation (a degenerate meta-learning solution, since retrieval never adapts) has a
@@ -30,13 +30,13 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
     import jax
     import jax.numpy as jnp
 
-    from sbirjax import meta, run_state, train
-    from sbirjax.data import examples
-    from sbirjax.models import stylemeup
+    from sbirjax import run_state
+    from sbirjax.data import examples, tfds_io
+    from sbirjax.methods import meta, stylemeup
 
     if config.method != "stylemeup":
         raise ValueError(f"config.method is {config.method!r}: the probe is for StyleMeUp runs")
-    train_split, _ = train.load_data(config, log=log)
+    train_split, _ = tfds_io.load_data(config, log=log)
     _, module, params, step = run_state.restore_params(config, workdir, step, log=log)
     builder = examples.make("meta_task", train_split, config.data, config.meta.episode)
     rng = np.random.default_rng(config.seed)

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sbirjax.models import patchconv
+from sbirjax.nets import patchconv
 
 _TAPS = ((3, 1), (2, 0))            # kernel rows used by output phase 0 and 1
 _PADS = (((1, 0)), ((0, 1)))        # input padding (before, after) of phase 0 and 1
@@ -41,7 +41,7 @@ def up_conv(x, kernel):
 
 class UpConv(nn.Module):
     """impl 'xla': four lax convolutions; 'matmul': patches @ kernel
-    (sbirjax/models/patchconv.py)."""
+    (sbirjax/nets/patchconv.py)."""
 
     features: int
     use_bias: bool = True

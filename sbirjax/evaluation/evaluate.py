@@ -15,8 +15,9 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from sbirjax import metrics, plots, rundir, sharding
+from sbirjax import rundir, sharding
 from sbirjax.data import augment
+from sbirjax.evaluation import metrics, plots
 from sbirjax.errors import ConfigError
 
 
@@ -147,7 +148,7 @@ def headline(values: dict, protocol: str) -> str:
 
 def save_ranks(path, ranks, photo_ids, users) -> None:
     """Per-query fine-grained ranks with the photo and user of each query, for later comparison
-    of runs (python -m sbirjax.compare)."""
+    of runs (python -m sbirjax.tools.compare)."""
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:

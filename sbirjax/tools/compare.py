@@ -1,11 +1,11 @@
 """Compare finished runs: a Markdown table of their results and a style-consistency plot.
 
-  python -m sbirjax.compare runs/synthetic_triplet runs/synthetic_stylemeup [--split=test]
-                            [--metrics=acc@1,acc@10,rank_avg,v_avg] [--step=200]
-                            [--out=compare.png] [--curves=curves.png --train_metric=loss]
-                            [--bars=bars.png --bar_metric=rank_avg --bar_splits=test,test_seen_users
-                             --chance=100.5]
-                            [--seeds --gap_split=test_seen_users]
+  python -m sbirjax.tools.compare runs/synthetic_triplet runs/synthetic_stylemeup [--split=test]
+                                  [--metrics=acc@1,acc@10,rank_avg,v_avg] [--step=200]
+                                  [--out=compare.png] [--curves=curves.png --train_metric=loss]
+                                  [--bars=bars.png --bar_metric=rank_avg
+                                   --bar_splits=test,test_seen_users --chance=100.5]
+                                  [--seeds --gap_split=test_seen_users]
 
 The table reads <run>/results.json (the last evaluation), or with --step the evaluation at that
 step from <run>/metrics.jsonl, so runs of different lengths compare at the same point.
@@ -261,7 +261,8 @@ def bars(runs, splits, metric: str, out: str, step: int | None = None,
 def main(argv):
     runs = argv[1:]
     if not runs:
-        raise UserError("give one or more run directories: python -m sbirjax.compare RUN [RUN ...]")
+        raise UserError("give one or more run directories: "
+                        "python -m sbirjax.tools.compare RUN [RUN ...]")
     splits = [_SPLIT.value, *([_GAP_SPLIT.value] if _GAP_SPLIT.value else []), *_BAR_SPLITS.value]
     check_names(runs, splits, list(_METRICS.value) + ([_BAR_METRIC.value] if _BARS.value else []))
     if _SEEDS.value:

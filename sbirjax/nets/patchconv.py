@@ -2,7 +2,7 @@
 
   down_conv: Conv(4x4, stride 2, pad 1), kernel HWIO (4, 4, C_in, C_out)
   up_conv:   ConvTranspose(4x4, stride 2, pad 1) as in PyTorch, same kernel layout as
-             sbirjax.models.upconv (out[2i + u - 1, 2j + v - 1] += x[i, j] @ kernel[u, v])
+             sbirjax.nets.upconv (out[2i + u - 1, 2j + v - 1] += x[i, j] @ kernel[u, v])
 
 Why: meta-learning gives every task its own adapted weights. Vmapped over tasks, a convolution
 with per-task kernels becomes a grouped convolution, which XLA on CPU runs on a slow path; run one

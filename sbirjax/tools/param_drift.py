@@ -1,7 +1,7 @@
 """How far each parameter group moved from its initial value: which parts of a model trained.
 
-  python -m sbirjax.param_drift --config=configs/synthetic_stylemeup.py --workdir=runs/NAME
-                                [--depth=2] [--step=N]
+  python -m sbirjax.tools.param_drift --config=configs/synthetic_stylemeup.py --workdir=runs/NAME
+                                      [--depth=2] [--step=N]
 
 Groups are the first --depth parts of each parameter's path (e.g. 'encoder/ft0', 'reg_P'). For
 each: the number of values, the norm of the initial values, the norm of the change, their ratio,

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics, the evaluation protocols and output files, plots."""

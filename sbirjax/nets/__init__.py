@@ -1,0 +1,1 @@
+"""The networks: Flax Linen modules and the readers of their pretrained weights."""

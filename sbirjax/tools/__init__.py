@@ -1,0 +1,1 @@
+"""Tools on finished runs, each a command: python -m sbirjax.tools.<name>."""

@@ -88,9 +88,9 @@ def check_resume(config, workdir) -> None:
                if _lookup(saved, k) is not None and _lookup(saved, k) != _lookup(new, k)]
     old_model, new_model = (_flatten(saved.get("model", {}), "model"),
                             _flatten(new.get("model", {}), "model"))
-    changed += [(k, old_model.get(k), new_model.get(k))
-                for k in sorted(set(old_model) | set(new_model))
-                if old_model.get(k) != new_model.get(k)]
+    # A key the saved config lacks was declared later, with the value the older code used.
+    changed += [(k, old_model[k], new_model.get(k)) for k in sorted(old_model)
+                if old_model[k] != new_model.get(k)]
     if changed:
         listed = "; ".join(f"{k}={old!r} in the run, {now!r} now" for k, old, now in changed)
         fix = " ".join(f"--config.{k}={old!r}" for k, old, _ in changed if old is not None)

@@ -207,6 +207,14 @@ def fg_acc_at_k(ranks, ks: Sequence[int] = (1, 10)) -> dict[str, float]:
     return {f"acc@{_check_k(k)}": float(np.mean(ranks <= k)) for k in ks}
 
 
+def ranks_by_photo(ranks, photo_ids) -> list:
+    """The ranks of each photo's sketches, for every photo sketched at least twice (in the order
+    of the sorted photo ids): the one grouping behind V_avg, its plot and the runs' comparison."""
+    ranks, photo_ids = np.asarray(ranks, dtype=np.float64), np.asarray(photo_ids)
+    _, inverse, counts = np.unique(photo_ids, return_inverse=True, return_counts=True)
+    return [ranks[inverse == p] for p in np.flatnonzero(counts >= 2)]
+
+
 def style_consistency(ranks, photo_ids) -> dict:
     """Rank statistics over photos sketched several times (StyleMeUp's style-consistency study).
 
@@ -218,8 +226,7 @@ def style_consistency(ranks, photo_ids) -> dict:
     if ranks.ndim != 1 or ranks.shape[0] == 0:
         raise ValueError(f"ranks must be a non-empty 1-D array, got shape {ranks.shape}")
     photo_ids = _as_labels(photo_ids, ranks.shape[0], "photo_ids")
-    _, inverse, counts = np.unique(photo_ids, return_inverse=True, return_counts=True)
-    variances = [np.var(ranks[inverse == p]) for p in np.flatnonzero(counts >= 2)]
+    variances = [np.var(g) for g in ranks_by_photo(ranks, photo_ids)]
     return {
         "rank_avg": float(np.mean(ranks)),
         "v_avg": float(np.mean(variances)) if variances else float("nan"),

@@ -6,6 +6,8 @@ from etils import epath
 import PIL.Image
 import PIL.ImageDraw
 
+from sbirjax.evaluation import metrics
+
 GREEN, RED, BLUE, GREY = (40, 170, 60), (210, 50, 50), (40, 90, 220), (235, 235, 235)
 
 
@@ -57,9 +59,8 @@ def style_consistency(ranks, photo_ids, path, *, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ranks, photo_ids = np.asarray(ranks, float), np.asarray(photo_ids)
-    groups = [ranks[photo_ids == p] for p in np.unique(photo_ids)]
-    groups = sorted([g for g in groups if len(g) >= 2], key=np.median)
+    ranks = np.asarray(ranks, float)
+    groups = sorted(metrics.ranks_by_photo(ranks, photo_ids), key=np.median)
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
     for x, g in enumerate(groups):
         ax.plot([x, x], [g.min(), g.max()], color=(0.6, 0.6, 0.6), lw=1, zorder=1)
@@ -67,7 +68,7 @@ def style_consistency(ranks, photo_ids, path, *, title: str = "") -> None:
     ax.set_yscale("log")
     ax.set_xlabel("test photo (sorted by median rank)")
     ax.set_ylabel("rank of the true photo")
-    v_avg = np.mean([np.var(g) for g in groups]) if groups else float("nan")
+    v_avg = metrics.style_consistency(ranks, photo_ids)["v_avg"]
     ax.set_title(f"{title}  rank_avg={ranks.mean():.2f}  V_avg={v_avg:.1f}".strip(), fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from sbirjax.nets import ops
 
-def l2_normalize(x, axis: int = -1, eps: float = 1e-12):
-    return x / jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps * eps))
+
+l2_normalize = ops.l2_normalize  # one implementation, shared with the networks
 
 
 def euclidean(a, b, eps: float = 1e-12):

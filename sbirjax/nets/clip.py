@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sbirjax.nets.ops import l2_normalize
+
 # Hugging Face `hidden_act` names -> functions. The tanh GELUs are one formula under three names.
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
@@ -242,10 +244,6 @@ class ClipOutput(NamedTuple):
     text_embeds: jax.Array  # (n_texts, projection_dim), L2-normalised
     # (n_images, n_texts) = exp(logit_scale) * image_embeds @ text_embeds.T
     logits_per_image: jax.Array
-
-
-def l2_normalize(x):
-    return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
 
 
 class CLIP(nn.Module):

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from sbirjax import run_state, sharding, steps
+from sbirjax import run_state, rundir, sharding, steps
 from sbirjax.data import augment
 from sbirjax.search import gallery, index as index_lib, inputs, query as query_lib
 from sbirjax.search.errors import SearchError
@@ -34,7 +34,7 @@ TEXT_METHODS = ("masbir",)
 
 
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(workdir, rundir.CONFIG)
     if not os.path.isfile(path):
         raise SearchError(f"{workdir}: not an sbirjax run ({path} not found); give the --workdir "
                           "of a training run (python -m sbirjax.main --config=... --workdir=...)")

@@ -21,7 +21,7 @@ import numpy as np
 from absl import flags
 
 from sbirjax import errors
-from flax import traverse_util
+from sbirjax.tools import param_drift
 
 FLAGS = flags.FLAGS
 
@@ -65,14 +65,8 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
             g = jax.grad(lambda p: wt * inner(p, task, k0)[1][name])(params)
             sq = [jnp.sum(x ** 2) for x, m in zip(jax.tree.leaves(g), jax.tree.leaves(mask)) if m]
             grad_norm[name] = jnp.sqrt(sum(sq))
-        a = traverse_util.flatten_dict(params, sep="/")
-        b = traverse_util.flatten_dict(adapted, sep="/")
-        groups: dict = {}
-        for path in a:
-            g = "/".join(path.split("/")[:2])
-            d0, dd = groups.get(g, (0.0, 0.0))
-            groups[g] = (d0 + jnp.sum(a[path] ** 2), dd + jnp.sum((b[path] - a[path]) ** 2))
-        change = {g: jnp.sqrt(dd / jnp.maximum(d0, 1e-30)) for g, (d0, dd) in groups.items()}
+        change = {g: ratio for g, (_, _, ratio) in
+                  param_drift.relative_changes(params, adapted, 2, xp=jnp).items()}
         return before, after, change, grad_norm
 
     keys = jax.random.split(jax.random.key(config.seed), len(picked))

@@ -30,6 +30,7 @@ from absl import flags
 from etils import epath
 
 from sbirjax import errors, rundir
+from sbirjax.evaluation import metrics
 from sbirjax.errors import DataError, RunDirError, UserError
 
 _SPLIT = flags.DEFINE_string("split", "test", "eval split to compare")
@@ -166,8 +167,7 @@ def _fmt(name, v):
 
 def rank_spread(ranks, photos) -> np.ndarray:
     """Per photo with >= 2 sketches: the standard deviation of its sketches' ranks."""
-    return np.array([np.std(ranks[photos == p]) for p in np.unique(photos)
-                     if np.sum(photos == p) >= 2])
+    return np.array([np.std(g) for g in metrics.ranks_by_photo(ranks, photos)])
 
 
 def plot(runs, split: str, out: str) -> None:

@@ -17,29 +17,54 @@ import os
 import numpy as np
 from absl import flags
 
-from sbirjax import errors
 from flax import traverse_util
+
+from sbirjax import errors
 
 
 FLAGS = flags.FLAGS
 
 
-def drift(initial, final, depth: int = 2) -> dict:
-    """{group: {size, init_norm, change_norm, relative_change, max_abs_change}}."""
-    a = traverse_util.flatten_dict(initial, sep="/")
-    b = traverse_util.flatten_dict(final, sep="/")
+def group_paths(tree, depth: int) -> tuple[dict, dict]:
+    """(flat {path: array}, {group: [paths]}): a group is the first `depth` parts of a path."""
+    flat = traverse_util.flatten_dict(tree, sep="/")
+    groups: dict[str, list[str]] = {}
+    for path in sorted(flat):
+        groups.setdefault("/".join(path.split("/")[:depth]), []).append(path)
+    return flat, groups
+
+
+def relative_changes(initial, final, depth: int = 2, xp=np) -> dict:
+    """{group: (||initial||, ||final - initial||, their ratio)}, with numpy (xp=np, on the host)
+    or jax.numpy (xp=jnp, inside a jitted function). The ratio of a group that starts at zero is
+    inf when it moved, 0 when it did not."""
+    a, groups = group_paths(initial, depth)
+    b, _ = group_paths(final, depth)
     if a.keys() != b.keys():
         raise ValueError(f"parameter trees differ: {sorted(a.keys() ^ b.keys())[:5]}")
-    groups: dict[str, list[str]] = {}
-    for path in sorted(a):
-        groups.setdefault("/".join(path.split("/")[:depth]), []).append(path)
     out = {}
     for name, paths in groups.items():
-        x0 = np.concatenate([np.ravel(np.asarray(a[p], np.float64)) for p in paths])
-        d = np.concatenate([np.ravel(np.asarray(b[p], np.float64)) for p in paths]) - x0
-        n0, nd = float(np.linalg.norm(x0)), float(np.linalg.norm(d))
-        out[name] = {"size": int(x0.size), "init_norm": n0, "change_norm": nd,
-                     "relative_change": nd / n0 if n0 > 0 else float("inf") if nd > 0 else 0.0,
+        n0 = xp.sqrt(sum(xp.sum(xp.square(a[p])) for p in paths))
+        nd = xp.sqrt(sum(xp.sum(xp.square(b[p] - a[p])) for p in paths))
+        ratio = xp.where(n0 > 0, nd / xp.where(n0 > 0, n0, 1.0), xp.where(nd > 0, xp.inf, 0.0))
+        out[name] = (n0, nd, ratio)
+    return out
+
+
+def drift(initial, final, depth: int = 2) -> dict:
+    """{group: {size, init_norm, change_norm, relative_change, max_abs_change}}."""
+    as64 = lambda t: {k: np.asarray(v, np.float64)
+                      for k, v in traverse_util.flatten_dict(t, sep="/").items()}
+    a, b = as64(initial), as64(final)
+    _, groups = group_paths(initial, depth)
+    changes = relative_changes(traverse_util.unflatten_dict(a, sep="/"),
+                               traverse_util.unflatten_dict(b, sep="/"), depth)
+    out = {}
+    for name, paths in groups.items():
+        n0, nd, ratio = changes[name]
+        d = np.concatenate([np.ravel(b[p] - a[p]) for p in paths])
+        out[name] = {"size": int(d.size), "init_norm": float(n0), "change_norm": float(nd),
+                     "relative_change": float(ratio),
                      "max_abs_change": float(np.max(np.abs(d))) if d.size else 0.0}
     return out
 

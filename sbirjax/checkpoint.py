@@ -15,14 +15,14 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from sbirjax import rundir
+from sbirjax import paths, rundir
 from sbirjax.errors import ResumeError
 
 
 def checkpoint_dir(workdir) -> epath.Path:
     """`<workdir>/checkpoints`, made absolute when it is a local path (gs://... stays as it is)."""
     path = epath.Path(workdir) / rundir.CHECKPOINTS
-    return path if rundir.is_remote(workdir) else epath.Path(os.path.abspath(path))
+    return path if paths.is_remote(workdir) else epath.Path(os.path.abspath(path))
 
 
 class Checkpointer:

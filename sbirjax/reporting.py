@@ -15,7 +15,7 @@ import numpy as np
 from etils import epath
 
 from sbirjax import rundir
-from sbirjax.rundir import is_remote
+from sbirjax.paths import is_remote
 
 
 class JsonlLog:

@@ -21,6 +21,7 @@ import time
 from etils import epath
 
 from sbirjax.errors import ResumeError, RunDirError
+from sbirjax.paths import is_remote
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -33,11 +34,6 @@ CHECKPOINTS = "checkpoints"
 # not change them (a change of any `model` key is refused too).
 RESUME_KEYS = ("method", "seed", "batch_size", "data.name", "data.pairing", "data.train_sketches",
                "data.train_photos", "data.holdout_fraction", "data.image.size")
-
-
-def is_remote(path) -> bool:
-    """True for object-store paths such as gs://bucket/run."""
-    return "://" in str(path)
 
 
 def write_text_atomic(path, text: str) -> None:

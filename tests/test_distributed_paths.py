@@ -4,7 +4,8 @@ import json
 import pytest
 
 from sbirjax import checkpoint, distributed
-from sbirjax.reporting import JsonlLog, is_remote
+from sbirjax.paths import is_remote
+from sbirjax.reporting import JsonlLog
 
 SLURM = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]", "SLURM_PROCID": "0",
          "SLURM_LOCALID": "0"}

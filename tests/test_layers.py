@@ -19,6 +19,7 @@ LAYERS = (
     ("base", {
         "errors": ("sbirjax.errors",),     # the boundary for user errors
         "hub": ("sbirjax.hub",),           # a snapshot directory or Hugging Face Hub id
+        "paths": ("sbirjax.paths",),       # local or object-store paths
     }),
     ("generators", {  # the synthetic world: pure numpy, the TFDS builder's input
         "generators": ("sbirjax.data.synthetic", "sbirjax.data.synthetic_shapes",

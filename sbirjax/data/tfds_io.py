@@ -17,6 +17,7 @@ import jax
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
+from sbirjax import paths
 from sbirjax.data import splits, synthetic
 
 # Real datasets: name -> "module:Class" of a builder following tfds_builders/common.py.
@@ -142,7 +143,7 @@ def load_data(config, log=print):
 
 @contextlib.contextmanager
 def _host_lock(directory: str):
-    if "://" in directory:  # an object store is shared by every host: process 0 has built it
+    if paths.is_remote(directory):  # an object store is shared by every host: process 0 built it
         yield
         return
     os.makedirs(directory, exist_ok=True)

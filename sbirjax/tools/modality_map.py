@@ -32,7 +32,7 @@ import numpy as np
 from absl import flags
 
 from sbirjax import errors
-from sbirjax.errors import UserError
+from sbirjax.errors import ConfigError
 
 from sbirjax.tools import tsne
 
@@ -137,7 +137,7 @@ def compute(config, workdir, *, split_name="", per_class=40, step=None, perplexi
     names = [n for n in evals if n != "val"] or list(evals)
     split_name = split_name or ("zs" if "zs" in evals else names[0])
     if split_name not in evals:
-        raise UserError(f"--split={split_name!r}: the config's eval splits are {sorted(evals)}")
+        raise ConfigError(f"--split={split_name!r}: the config's eval splits are {sorted(evals)}")
     split = evals[split_name]
     method, module, params, step = run_state.restore_params(config, workdir, step, log=log)
     if method.name != "masbir":

@@ -10,6 +10,8 @@ local or on GCS (`gs://bucket/run`), so paths go through etils.epath (a gs:// pa
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 
 import jax
 import orbax.checkpoint as ocp
@@ -23,6 +25,42 @@ def checkpoint_dir(workdir) -> epath.Path:
     """`<workdir>/checkpoints`, made absolute when it is a local path (gs://... stays as it is)."""
     path = epath.Path(workdir) / rundir.CHECKPOINTS
     return path if paths.is_remote(workdir) else epath.Path(os.path.abspath(path))
+
+
+_ABANDONED = []  # set once a restore failed and left reads behind
+
+
+def reads_abandoned() -> bool:
+    """True once a checkpoint failed to restore in this process (see `restore_latest`)."""
+    return bool(_ABANDONED)
+
+
+def _quiet_abandoned_reads() -> None:
+    """Silence the leftovers of an orbax read of a checkpoint already reported unreadable: its
+    coroutines, collected later ('Exception ignored in <coroutine ...>'), and tensorstore's
+    callbacks into the event loop the failed read closed ('Event loop is closed'), which would
+    each print a traceback. Every other exception is reported as before."""
+    _ABANDONED.append(True)
+    if getattr(sys.unraisablehook, "_sbirjax_quiet", False):
+        return
+    unraisable_hook, except_hook = sys.unraisablehook, sys.excepthook
+
+    def closed_loop(kind, value, tb) -> bool:
+        frames = traceback.extract_tb(tb)
+        return (kind is RuntimeError and str(value) == "Event loop is closed"
+                and bool(frames) and frames[0].name == "call_soon_threadsafe")
+
+    def unraisable(info):
+        if not ("_read_array_index_and_device_put" in repr(info.object)
+                or closed_loop(info.exc_type, info.exc_value, info.exc_traceback)):
+            unraisable_hook(info)
+
+    def excepthook(kind, value, tb):
+        if not closed_loop(kind, value, tb):
+            except_hook(kind, value, tb)
+
+    unraisable._sbirjax_quiet = True
+    sys.unraisablehook, sys.excepthook = unraisable, excepthook
 
 
 class Checkpointer:
@@ -73,7 +111,9 @@ class Checkpointer:
                 log(f"warning: the checkpoint of step {step} in {self.directory} cannot be "
                     f"restored ({type(e).__name__}: {reason})")
                 # A failed restore can leave the manager's item handlers guessing at the
-                # layout: the next step is tried with a fresh one.
+                # layout: the next step is tried with a fresh one. Its abandoned reads would
+                # print their tracebacks when collected: they are reported above already.
+                _quiet_abandoned_reads()
                 self.manager.close()
                 self.manager = self._manager()
                 continue

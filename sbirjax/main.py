@@ -100,7 +100,21 @@ def main(argv):
     if workdir is None:
         path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
         workdir = os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
-    return run(config, workdir)
+    from sbirjax import checkpoint
+    try:
+        status = run(config, workdir)
+    except UserError as e:
+        if not checkpoint.reads_abandoned() or errors.debug():
+            raise
+        status = errors.report(e)
+    if checkpoint.reads_abandoned():
+        # A checkpoint that could not be read leaves tensorstore reads whose callbacks fail,
+        # printing tracebacks, while the interpreter shuts down. Everything is written and
+        # closed by now, so the process ends here instead.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 if __name__ == "__main__":

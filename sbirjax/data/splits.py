@@ -79,18 +79,24 @@ class Subset:
         return self.source[int(self.indices[i])]
 
 
-def _per_class_pick(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded `fraction` of each class's items: round(fraction * n) of the
-    n items of a class, at least 1 when fraction > 0, and never all of a class (n - 1 at most)."""
+def per_class_pick(labels: np.ndarray, seed: int, count) -> np.ndarray:
+    """Sorted indices of a seeded pick of `count(n)` of the n items of each class. One random
+    stream per (seed, class), so a class's pick does not depend on the other classes."""
     picked = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        n = len(members)
-        k = int(np.floor(fraction * n + 0.5))
-        k = min(max(k, 1 if fraction > 0 else 0), n - 1)
-        # One stream per (seed, class): a class's pick does not depend on the other classes.
-        picked.append(np.random.default_rng([seed, int(c)]).permutation(members)[:k])
+        order = np.random.default_rng([seed, int(c)]).permutation(members)
+        picked.append(order[:count(len(members))])
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+
+
+def _per_class_pick(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded `fraction` of each class's items: round(fraction * n) of the n items of a class,
+    at least 1 when fraction > 0, and never all of a class (n - 1 at most)."""
+    def count(n):
+        k = int(np.floor(fraction * n + 0.5))
+        return min(max(k, 1 if fraction > 0 else 0), n - 1)
+    return per_class_pick(labels, seed, count)
 
 
 def _restrict(split: RetrievalSplit, name: str, sketch_idx, photo_idx) -> RetrievalSplit:

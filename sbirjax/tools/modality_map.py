@@ -32,6 +32,7 @@ import numpy as np
 from absl import flags
 
 from sbirjax import errors
+from sbirjax.data import splits
 from sbirjax.errors import ConfigError
 
 from sbirjax.tools import tsne
@@ -42,10 +43,8 @@ MARKERS = {"photo": "o", "sketch": "^", "photo caption": "*", "sketch caption": 
 
 
 def pick(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Up to per_class indices of every class, in index order."""
-    rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, int)
+    """Up to per_class indices of every class, in index order (the hold-out's seeded pick)."""
+    return splits.per_class_pick(labels, seed, lambda n: min(per_class, n))
 
 
 def remove_modality(z: np.ndarray, table: np.ndarray, rows: np.ndarray) -> np.ndarray:

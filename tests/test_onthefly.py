@@ -138,3 +138,28 @@ def test_full_sketch_ranks_are_the_evaluators(run, tmp_path, capsys):
         assert message in err and err.count("\n") == 1, err
     with pytest.raises(SearchError, match="not an sbirjax run"):
         onthefly.run(str(tmp_path), "test")
+
+
+@pytest.mark.slow
+def test_searching_the_test_split_through_an_index_gives_the_evaluators_ranks(run, tmp_path):
+    """The search path end to end (index of the run's test photos, every test sketch as a query,
+    top-k over the whole gallery) ranks each sketch's true photo exactly where training's own
+    evaluation did (eval/test_ranks.npz)."""
+    from sbirjax.search import Searcher
+    from sbirjax.search.api import read_run_config
+    searcher = Searcher.from_run(run, log=lambda *_: None)
+    out = str(tmp_path / "index")
+    searcher.index(None, out, split="test")
+    index = searcher.load_index(out)
+    split = onthefly.load_split(read_run_config(run), "test", log=lambda *_: None)
+    saved = np.load(os.path.join(run, "eval", "test_ranks.npz"))
+    queries = np.flatnonzero(split.sketch_photo >= 0)
+    vectors = searcher.query_vectors(sketches=[split.sketches[int(i)] for i in queries])
+    results = searcher.search(vectors, len(index.rows), out)
+    photo_of = {row["path"]: row["photo_id"] for row in index.rows}
+    assert len(photo_of) == len(index.rows) == split.num_photos
+    ranks = []
+    for i, found in zip(queries, results):
+        truth = split.photo_ids[split.sketch_photo[i]]
+        ranks.append(next(rank for path, _, rank in found if photo_of[path] == truth))
+    np.testing.assert_array_equal(ranks, saved["ranks"])

@@ -53,7 +53,12 @@ def main(argv):
             raise app.UsageError(f"--which={which}: use names of {sorted(BENCHMARKS)}")
         rows = {}
         for name, xla_flags in SETTINGS.items():
-            env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + xla_flags))
+            env = dict(os.environ)
+            joined = f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip()
+            if joined:
+                env["XLA_FLAGS"] = joined
+            else:
+                env.pop("XLA_FLAGS", None)  # an empty value is read as a file name
             done = subprocess.run([sys.executable, *BENCHMARKS[which], f"--iters={_ITERS.value}"],
                                   cwd=root, env=env, capture_output=True, text=True)
             if done.returncode != 0:

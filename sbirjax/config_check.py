@@ -9,11 +9,10 @@ from __future__ import annotations
 from sbirjax.errors import ConfigError
 
 
-def _get(config, key: str, default=None):
+def _get(config, key: str):
+    """The value of a dotted key (every key is declared in sbirjax/defaults.py)."""
     node = config
     for part in key.split("."):
-        if node is None or part not in node:
-            return default
         node = node[part]
     return node
 
@@ -53,15 +52,15 @@ def check(config, num_devices: int | None = None) -> None:
     size = integer("data.image.size", 1)
     integer("data.num_threads", 1)
     integer("data.prefetch", 1)
-    flip = _get(config, "data.augment.flip_prob", 0.0)
+    flip = config.data.augment.flip_prob
     need(0.0 <= flip <= 1.0, "data.augment.flip_prob", flip, "use a probability in [0, 1]")
-    crop = _get(config, "data.augment.crop_scale_min", 1.0)
+    crop = config.data.augment.crop_scale_min
     need(0.0 < crop <= 1.0, "data.augment.crop_scale_min", crop, "use a value in (0, 1]")
-    fraction = _get(config, "data.holdout_fraction", 0.0)
+    fraction = config.data.holdout_fraction
     need(0.0 <= fraction < 1.0, "data.holdout_fraction", fraction, "use a value in [0, 1)")
 
     if size and config.method in ("triplet_sn", "stylemeup") and \
-            _get(config, "model.backbone", "scratch") == "scratch":
+            config.model.backbone == "scratch":
         depth = len(config.model.widths)
         need(size % 2 ** depth == 0, "data.image.size", size,
              f"the conv encoder halves the image {depth} times (model.widths): use a multiple "
@@ -79,11 +78,11 @@ def check(config, num_devices: int | None = None) -> None:
          f"use one of {optim.SCHEDULES}")
     need(config.optim.lr > 0, "optim.lr", config.optim.lr, "use a learning rate > 0")
     integer("optim.warmup_steps", 0)
-    margin = _get(config, "loss.margin", 0.0)
-    need(margin >= 0, "loss.margin", margin, "use a margin >= 0")
+    if "margin" in config.loss:  # the triplet methods' (MA-SBIR has none)
+        need(config.loss.margin >= 0, "loss.margin", config.loss.margin, "use a margin >= 0")
 
     from sbirjax.evaluation import evaluate, metrics
-    protocol = _get(config, "eval.protocol", "fine_grained")
+    protocol = config.eval.protocol
     need(protocol in evaluate.protocols(), "eval.protocol", protocol,
          f"use one of {evaluate.protocols()}")
     for name, value in dict(config.eval.split_protocols).items():
@@ -94,7 +93,7 @@ def check(config, num_devices: int | None = None) -> None:
     outputs = tuple(config.eval.outputs)
     need(all(o in evaluate.outputs() for o in outputs), "eval.outputs", outputs,
          f"use names of {evaluate.outputs()}")
-    similarity = _get(config, "eval.similarity", "neg_euclidean")
+    similarity = config.eval.similarity
     need(similarity in metrics.SIMILARITIES, "eval.similarity", similarity,
          f"use one of {metrics.SIMILARITIES}")
     ks = tuple(config.eval.ks)
@@ -106,7 +105,7 @@ def check(config, num_devices: int | None = None) -> None:
         need(isinstance(pair, (tuple, list)) and len(pair) == 2
              and all(isinstance(p, str) for p in pair), f"eval.splits.{name}", pair,
              "use a (sketch split, photo split) pair of names")
-    select = _get(config, "eval.select", "")
+    select = config.eval.select
     if select:
         split, _, metric = select.partition("/")
         names = set(splits) | ({"val"} if fraction else set())
@@ -129,8 +128,8 @@ def check(config, num_devices: int | None = None) -> None:
         except ValueError as e:
             problems.append(str(e))
 
-    mesh_devices = _get(config, "mesh.num_devices", -1)
-    fsdp = _get(config, "mesh.fsdp", 1)
+    mesh_devices = config.mesh.num_devices
+    fsdp = config.mesh.fsdp
     if num_devices is not None:
         used = num_devices if mesh_devices in (-1, None) else mesh_devices
         need(mesh_devices in (-1, None) or 1 <= mesh_devices <= num_devices, "mesh.num_devices",

@@ -196,33 +196,31 @@ def test_bad_requests_get_a_json_message_and_never_reach_the_model(fake):
     assert len(fake.backend.asked) == asked
 
 
-def test_a_big_body_is_refused_before_it_is_read(fake):
-    """413 from the headers alone: the server does not wait for a 2 MB body."""
+def _raw_post(fake, tail: bytes) -> bytes:
+    """POST /api/search with a JSON content type, the rest of the request (`tail`: its length
+    header, the blank line, a body) sent as given; the whole answer, read until the server
+    closes (the headers and the body may arrive apart)."""
     sock = socket.create_connection(("127.0.0.1", fake.server_address[1]), timeout=10)
     try:
         sock.sendall(b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{"
-                     % fake.server_address[1])
+                     b"Content-Type: application/json\r\n" % fake.server_address[1] + tail)
         answer = b""
-        while chunk := sock.recv(4096):  # the headers and the body may arrive apart
+        while chunk := sock.recv(4096):
             answer += chunk
     finally:
         sock.close()
+    return answer
+
+
+def test_a_big_body_is_refused_before_it_is_read(fake):
+    """413 from the headers alone: the server does not wait for a 2 MB body."""
+    answer = _raw_post(fake, b"Content-Length: 2000000\r\n\r\n{")
     assert answer.startswith(b"HTTP/1.0 413")
 
 
 def test_a_body_that_stops_arriving_times_out(fake, monkeypatch):
     monkeypatch.setattr(server.Handler, "timeout", 0.3)
-    sock = socket.create_connection(("127.0.0.1", fake.server_address[1]), timeout=10)
-    try:
-        sock.sendall(b"POST /api/search HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 50\r\n\r\n{\"str"
-                     % fake.server_address[1])
-        answer = b""
-        while chunk := sock.recv(4096):  # the headers and the body may arrive apart
-            answer += chunk
-    finally:
-        sock.close()
+    answer = _raw_post(fake, b"Content-Length: 50\r\n\r\n{\"str")
     assert answer.startswith(b"HTTP/1.0 408") and b"did not arrive" in answer
 
 

@@ -43,12 +43,17 @@ def embed_all(embed_fn, params, make_image, count: int, batch_size: int, mesh) -
 _PROTOCOLS: dict = {}
 
 
-def protocol(name: str):
-    """Register a protocol function under `name` (config.eval.protocol / split_protocols)."""
+def _registrar(table: dict, name: str):
+    """A decorator that enters its function into `table` under `name`."""
     def register(fn):
-        _PROTOCOLS[name] = fn
+        table[name] = fn
         return fn
     return register
+
+
+def protocol(name: str):
+    """Register a protocol function under `name` (config.eval.protocol / split_protocols)."""
+    return _registrar(_PROTOCOLS, name)
 
 
 def protocol_of(eval_config, split_name: str) -> str:
@@ -188,10 +193,7 @@ _OUTPUTS: dict = {}
 
 def output(name: str):
     """Register an output writer under `name` (config.eval.outputs)."""
-    def register(fn):
-        _OUTPUTS[name] = fn
-        return fn
-    return register
+    return _registrar(_OUTPUTS, name)
 
 
 def outputs() -> tuple:

@@ -59,11 +59,14 @@ def check(config, num_devices: int | None = None) -> None:
     fraction = config.data.holdout_fraction
     need(0.0 <= fraction < 1.0, "data.holdout_fraction", fraction, "use a value in [0, 1)")
 
-    if size and config.method in ("triplet_sn", "stylemeup") and \
-            config.model.backbone == "scratch":
+    # The conv encoder halves the image once per width; StyleMeUp's decoder doubles it as often,
+    # also behind a pretrained trunk.
+    if size and (config.method == "stylemeup" or
+                 (config.method == "triplet_sn" and config.model.backbone == "scratch")):
         depth = len(config.model.widths)
+        part = "decoder doubles" if config.model.backbone != "scratch" else "conv encoder halves"
         need(size % 2 ** depth == 0, "data.image.size", size,
-             f"the conv encoder halves the image {depth} times (model.widths): use a multiple "
+             f"the {part} the image {depth} times (model.widths): use a multiple "
              f"of {2 ** depth}, e.g. {max(2 ** depth, size // 2 ** depth * 2 ** depth)}")
     if size and config.method == "masbir":
         patch = config.model.vision.patch_size

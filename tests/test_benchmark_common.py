@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import pytest
+from absl import flags
 
 from benchmarks import common
 
@@ -42,3 +43,16 @@ def test_chunked_meta_step_flops_are_counted_unrolled(tmp_path):
     chunked = common.compile_with_flops(fns.step, state, batch, rng)[1]
     unrolled = common.unrolled_flops(config, method, module, mesh, state, batch, rng)
     assert 3.0 < unrolled / chunked < 4.5
+
+
+def test_compare_official_reads_the_last_json_and_names_what_is_missing(monkeypatch):
+    from benchmarks import compare_official as co
+    printed = 'I1201 a log line\n{\n  "a": 1\n}\nnoise\n{\n  "b": {"c": 2}\n}'
+    assert co.last_json(printed) == {"b": {"c": 2}}
+    assert co.last_json('{"x": 3}') == {"x": 3}
+    flags.FLAGS(["compare_official", "--torch_python=", "--masbir_code=/no/such/dir"])
+    try:
+        missing = co.official_side("masbir")["missing"]
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert "--torch_python" in missing and "--masbir_code" in missing

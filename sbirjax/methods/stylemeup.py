@@ -11,6 +11,14 @@ which leaves both untouched (`config.meta.first_order=True` reproduces that).
 
 Parameter groups (leaf paths): 'reg_P' the regulariser weights, 'encoder/ft<i>/...' the FT layers,
 everything else the model Omega, which is what the inner step updates.
+
+With `trunk` set to an EfficientNet-Lite variant (config.model.backbone), the ImageNet trunk
+(sbirjax/nets/efficientnet.py, under 'backbone/') replaces the conv encoder and its hidden layer:
+the heads read its pooled 1280-d feature (after dropout), FT layers sit in every MBConv block
+('backbone/blocks_<i>/ft/...'), and the regulariser is (1281, latent). The decoder is unchanged,
+trained from scratch, and reconstructs the image on the project's [-1, 1] scale. The inner step
+adapts the trunk too, as the official code's MAML adapts its whole model (its VGG option
+included); the trunk's BatchNorm statistics stay frozen.
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from sbirjax.methods import losses, meta, registry
+from sbirjax.nets import efficientnet, efficientnet_weights
 from sbirjax.nets.convnet import INSTANCE_NORM_EPS, ConvEncoder, to_float
 from sbirjax.nets.upconv import UpConv
 
@@ -59,10 +68,17 @@ class StyleMeUp(nn.Module):
     ft: bool = True
     norm_affine: bool = False  # the official code's InstanceNorm2d(affine=False)
     conv_impl: str = "xla"     # 'matmul': convolutions as patches @ kernel (nets/patchconv.py)
+    trunk: str = "scratch"     # or an EfficientNet-Lite variant (module docstring)
 
     def setup(self):
-        self.encoder = ConvEncoder(self.widths, self.hidden, self.dropout, ft=self.ft,
-                                   norm_affine=self.norm_affine, conv_impl=self.conv_impl)
+        if self.trunk == "scratch":
+            self.encoder = ConvEncoder(self.widths, self.hidden, self.dropout, ft=self.ft,
+                                       norm_affine=self.norm_affine, conv_impl=self.conv_impl)
+            features = self.hidden
+        else:
+            self.backbone = efficientnet.EfficientNetLite(self.trunk, num_classes=0, ft=self.ft)
+            self.backbone_dropout = nn.Dropout(self.dropout)
+            features = efficientnet.HEAD_FEATURES
         self.inv = nn.Dense(self.latent)
         self.mu = nn.Dense(self.latent)
         self.logvar = nn.Dense(self.latent)
@@ -70,10 +86,14 @@ class StyleMeUp(nn.Module):
                                self.norm_affine, self.conv_impl)
         # Regulariser weights P, shaped like [W_inv; b_inv], U(0, 1) as in the official code.
         self.reg_P = self.param("reg_P", nn.initializers.uniform(1.0),
-                                (self.hidden + 1, self.latent))
+                                (features + 1, self.latent))
 
     def encode(self, images, *, train: bool, ft_active: bool = False):
-        h = self.encoder(images, train=train, ft_active=ft_active)
+        if self.trunk == "scratch":
+            h = self.encoder(images, train=train, ft_active=ft_active)
+        else:
+            h = self.backbone(images, ft_active=ft_active)["pooled"]
+            h = self.backbone_dropout(h, deterministic=not train)
         return losses.l2_normalize(self.inv(h)), self.mu(h), self.logvar(h)
 
     def decode(self, z, *, train: bool):
@@ -146,15 +166,26 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
 
 
 def build(model_config) -> StyleMeUp:
+    if model_config.backbone != "scratch":
+        efficientnet.variant(model_config.backbone)  # an unknown name fails here, with the known
     return StyleMeUp(image_size=model_config.image_size, widths=tuple(model_config.widths),
                      hidden=model_config.hidden, latent=model_config.embed_dim,
                      dropout=model_config.dropout, ft=model_config.ft,
                      norm_affine=model_config.norm_affine,
-                     conv_impl=model_config.conv_impl)
+                     conv_impl=model_config.conv_impl, trunk=model_config.backbone)
 
 
 def init(module, rng, image_shape):
     return module.init({"params": rng}, jnp.zeros((1, *image_shape), jnp.uint8))["params"]
+
+
+def load_pretrained(params, model_config):
+    """The trunk's ImageNet weights over a fresh init; the FT layers, heads, decoder and
+    regulariser keep their initial values."""
+    if model_config.backbone == "scratch":
+        return params
+    return {**params, "backbone": efficientnet_weights.load(model_config.backbone,
+                                                            params["backbone"])}
 
 
 def inner_mask(params):
@@ -227,4 +258,6 @@ def embed(module, params, images, modality):
 
 
 METHOD = registry.register(registry.Method(
-    name="stylemeup", build=build, init=init, loss=loss, embed=embed, train_inputs="meta_task"))
+    name="stylemeup", build=build, init=init, loss=loss, embed=embed, train_inputs="meta_task",
+    load_pretrained=load_pretrained,
+    pretrained_source=lambda m: "" if m.backbone == "scratch" else m.backbone))

@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sbirjax.nets.convnet import FeatureTransform
+
 BN_EPS = 1e-3
 STEM_FEATURES = 32
 HEAD_FEATURES = 1280  # the pooled feature's size
@@ -118,6 +120,19 @@ def _conv(features, kernel, stride=1, name=None):
                    kernel_init=_KERNEL_INIT, name=name)
 
 
+class PointwiseConv(nn.Module):
+    """A 1x1 convolution (nn.Conv's parameter, kernel (1, 1, C_in, C_out)) as a matrix multiply.
+    Same function; under vmap over per-task weights (StyleMeUp's inner step adapts the trunk) a
+    batched matmul instead of a grouped convolution, XLA:CPU's slow path."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", _KERNEL_INIT, (1, 1, x.shape[-1], self.features))
+        return x @ kernel[0, 0].astype(x.dtype)
+
+
 def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TF 'SAME': the output is ceil(size / stride); an odd total pad puts the extra at the end."""
     total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
@@ -164,25 +179,33 @@ class DepthwiseConv(nn.Module):
 
 
 class MBConv(nn.Module):
-    """Inverted bottleneck: 1x1 expand -> depthwise kxk -> 1x1 project; residual if shapes match."""
+    """Inverted bottleneck: 1x1 expand -> depthwise kxk -> 1x1 project; residual if shapes match.
+
+    With `ft`, a feature-wise transformation (convnet.FeatureTransform, Tseng et al.) follows the
+    depthwise convolution's BatchNorm, before its ReLU6: the place of FT after the BatchNorm inside
+    each residual block in Tseng et al. It is the identity unless called with ft_active=True."""
 
     kernel: int
     stride: int
     expand: int
     out: int
     depthwise_impl: str = "auto"
+    ft: bool = False
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, *, ft_active: bool = False):
         cin = x.shape[-1]
         h = x
         if self.expand != 1:
-            h = nn.relu6(FrozenBatchNorm(name="bn0")(_conv(cin * self.expand, 1,
-                                                           name="expand_conv")(h)))
+            h = nn.relu6(FrozenBatchNorm(name="bn0")(PointwiseConv(cin * self.expand,
+                                                                   name="expand_conv")(h)))
         h = DepthwiseConv(self.kernel, self.stride, self.depthwise_impl,
                           name="depthwise_conv")(h)
-        h = nn.relu6(FrozenBatchNorm(name="bn1")(h))
-        h = FrozenBatchNorm(name="bn2")(_conv(self.out, 1, name="project_conv")(h))
+        h = FrozenBatchNorm(name="bn1")(h)
+        if self.ft:
+            h = FeatureTransform(name="ft")(h, active=ft_active)
+        h = nn.relu6(h)
+        h = FrozenBatchNorm(name="bn2")(PointwiseConv(self.out, name="project_conv")(h))
         if self.stride == 1 and cin == self.out:
             h = h + x
         return h
@@ -195,14 +218,17 @@ class EfficientNetLite(nn.Module):
     variant: str = "efficientnet_lite0"
     num_classes: int = 1000  # 0: no classifier, the pooled feature only
     depthwise_impl: str = "auto"  # see DepthwiseConv
+    ft: bool = False  # FT layers in every MBConv block (see MBConv); not in the ImageNet weights
 
     @nn.compact
-    def __call__(self, images):
+    def __call__(self, images, *, ft_active: bool = False):
         x = preprocess(images)
         x = nn.relu6(FrozenBatchNorm(name="bn0")(_conv(STEM_FEATURES, 3, 2, name="conv_stem")(x)))
         for i, (kernel, stride, expand, _, cout) in enumerate(blocks(self.variant)):
-            x = MBConv(kernel, stride, expand, cout, self.depthwise_impl, name=f"blocks_{i}")(x)
-        x = nn.relu6(FrozenBatchNorm(name="bn1")(_conv(HEAD_FEATURES, 1, name="conv_head")(x)))
+            x = MBConv(kernel, stride, expand, cout, self.depthwise_impl, ft=self.ft,
+                       name=f"blocks_{i}")(x, ft_active=ft_active)
+        x = nn.relu6(FrozenBatchNorm(name="bn1")(PointwiseConv(HEAD_FEATURES,
+                                                               name="conv_head")(x)))
         out = {"pooled": jnp.mean(x, axis=(1, 2))}
         if self.num_classes:
             out["logits"] = nn.Dense(self.num_classes, name="fc")(out["pooled"])

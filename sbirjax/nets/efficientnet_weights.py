@@ -71,10 +71,15 @@ def to_flax(path: tuple[str, ...], w: np.ndarray) -> np.ndarray:
 
 def from_state_dict(state: dict, like, *, source: str) -> dict:
     """State dict -> a parameter tree shaped as `like` (abstract is fine). Every leaf of `like`
-    must be filled and, unless `like` has no classifier, every weight of `state` used."""
+    must be filled and, unless `like` has no classifier, every weight of `state` used. FT layers
+    (a module named 'ft', which the ImageNet weights do not have) keep their values from `like`,
+    which must then be concrete."""
     flat = flax.traverse_util.flatten_dict(like)
     out, used = {}, set()
     for path, leaf in flat.items():
+        if "ft" in path[:-1]:
+            out[path] = np.asarray(leaf, np.float32)
+            continue
         key = torch_key(path)
         if key not in state:
             raise WeightsMismatch(f"{source} has no {key} for parameter {'/'.join(path)}: it is "

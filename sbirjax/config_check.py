@@ -59,6 +59,9 @@ def check(config, num_devices: int | None = None) -> None:
     fraction = config.data.holdout_fraction
     need(0.0 <= fraction < 1.0, "data.holdout_fraction", fraction, "use a value in [0, 1)")
 
+    if config.method in ("triplet_sn", "stylemeup"):
+        # Triplet-SN may drop its head: the encoder's (or trunk's) feature is the embedding.
+        integer("model.embed_dim", 0 if config.method == "triplet_sn" else 1)
     # The conv encoder halves the image once per width; StyleMeUp's decoder doubles it as often,
     # also behind a pretrained trunk.
     if size and (config.method == "stylemeup" or

@@ -167,3 +167,19 @@ def test_stylemeup_meta_trains_on_the_imagenet_backbone(data_dir, tmp_path):
     np.testing.assert_array_equal(bn["mean"], start["mean"])  # statistics frozen
     moved = params["backbone"]["conv_stem"]["kernel"] - imagenet["conv_stem"]["kernel"]
     assert 0 < np.max(np.abs(moved)) < 1e-2
+
+
+def test_triplet_sn_without_a_head_embeds_the_normalised_feature():
+    triplet = methods.get("triplet_sn")
+    c = helpers.load_config("configs/synthetic_triplet.py").model
+    with c.unlocked():
+        c.backbone, c.embed_dim = "efficientnet_lite0", 0
+    module = triplet.build(c)
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)), jnp.uint8)
+    params = triplet.init(module, jax.random.key(0), (64, 64, 3))
+    assert "head" not in params
+    z = triplet.embed(module, params, x, "photo")
+    pooled = efficientnet.EfficientNetLite(num_classes=0).apply(
+        {"params": params["backbone"]}, x)["pooled"]
+    np.testing.assert_allclose(z, pooled / np.linalg.norm(pooled, axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)

@@ -91,6 +91,13 @@ CONFIG_CASES = {
                               config="configs/synthetic_stylemeup.py"),
     "task_chunk": ConfigCase({"meta.task_chunk": 5}, ("meta.task_chunk=5", "divisor"),
                              config="configs/synthetic_stylemeup.py"),
+    "embed_dim": ConfigCase({"model.embed_dim": -1}, ("model.embed_dim=-1", ">= 0")),
+    "stylemeup_embed_dim": ConfigCase({"model.embed_dim": 0}, ("model.embed_dim=0", ">= 1"),
+                                      config="configs/synthetic_stylemeup.py"),
+    "stylemeup_trunk_size": ConfigCase({"model.backbone": "efficientnet_lite0",
+                                        "data.image.size": 36},
+                                       ("data.image.size=36", "decoder doubles"),
+                                       config="configs/synthetic_stylemeup.py"),
     "clip_patch": ConfigCase({"data.image.size": 36}, ("data.image.size=36", "patch"),
                              config="configs/synthetic_masbir.py"),
 }

@@ -7,6 +7,8 @@ photo as negative.
 With `backbone` set to an EfficientNet-Lite variant, the ImageNet trunk (sbirjax/nets/
 efficientnet.py, no classifier) replaces the conv encoder and its hidden layer: the 1280-d pooled
 feature goes through dropout to the head. load_pretrained fills it with the ImageNet weights.
+With embed_dim = 0 there is no head: the (pooled) feature itself, L2-normalised, is the
+embedding; untrained on the trunk that is the zero-training floor (frozen ImageNet features).
 """
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ class TripletSN(nn.Module):
             h = efficientnet.EfficientNetLite(self.backbone, num_classes=0,
                                               name="backbone")(images)["pooled"]
             h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return losses.l2_normalize(nn.Dense(self.embed_dim, name="head")(h))
+        if self.embed_dim:
+            h = nn.Dense(self.embed_dim, name="head")(h)
+        return losses.l2_normalize(h)
 
 
 def build(model_config) -> TripletSN:

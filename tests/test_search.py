@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import jax
 import numpy as np
@@ -153,6 +154,52 @@ def test_crash_mid_index_then_rerun_embeds_only_the_rest(searcher, photos, index
     before = searcher.embed_calls["photo"]
     searcher.index(photos, out)  # nothing changed: nothing embedded
     assert searcher.embed_calls["photo"] == before
+
+
+def _same_index(a, b):
+    np.testing.assert_allclose(np.load(os.path.join(a, "embeddings.npy")),
+                               np.load(os.path.join(b, "embeddings.npy")), atol=1e-6)
+    for name in ("manifest.jsonl", "skipped.jsonl"):
+        assert open(os.path.join(a, name)).read() == open(os.path.join(b, name)).read()
+
+
+def test_shards_write_the_index_of_one_run(searcher, photos, index_dir, tmp_path):
+    """Shard 0 started first waits for shard 1; the index equals the one-process index."""
+    out = str(tmp_path / "sharded")
+    first = {}
+    thread = threading.Thread(target=lambda: first.update(
+        meta=searcher.index(photos, out, chunk_size=8, shard=(0, 2), wait_s=120)))
+    thread.start()
+    other = searcher.index(photos, out, chunk_size=8, shard=(1, 2))
+    thread.join(timeout=150)
+    assert other["shard"] == [1, 2] and other["count"] == 10
+    assert first["meta"]["count"] == 20 and first["meta"]["skipped"] == 1
+    _same_index(out, index_dir)
+    chunks = sorted(f for f in os.listdir(os.path.join(out, "chunks")) if f.endswith(".jsonl"))
+    assert chunks == ["000000.jsonl", "000001.jsonl", "000002.jsonl", "000003.jsonl",
+                      "skipped_0.jsonl", "skipped_1.jsonl"]  # shard i writes numbers i mod 2
+
+
+def test_a_missing_shard_is_a_clear_error(searcher, photos, tmp_path):
+    out = str(tmp_path / "alone")
+    with pytest.raises(SearchError, match="in no shard's results.*--shards=3"):
+        searcher.index(photos, out, shard=(0, 3), wait_s=0.2)
+    with pytest.raises(SearchError, match="--shard=3/2"):
+        searcher.index(photos, out, shard=(3, 2))
+    assert not os.path.exists(os.path.join(out, "index.json"))
+
+
+@pytest.mark.slow  # two processes, each loading the run
+def test_cli_shards_in_two_processes(run, photos, index_dir, tmp_path):
+    out = str(tmp_path / "two")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "sbirjax.search", "index", f"--workdir={run}",
+         f"--photos={photos}", f"--out={out}", f"--shard={i}/2", "--batch_size=4"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 0)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert "shard 1/2 done" in results[0][1] and "index of 20 photos" in results[1][1]
+    _same_index(out, index_dir)
 
 
 def test_stroke_formats_rank_as_the_training_rasterisation(searcher, index_dir, strokes, tmp_path):

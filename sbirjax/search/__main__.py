@@ -1,7 +1,7 @@
 """Search your own photos with a sketch (docs/search.md).
 
   python -m sbirjax.search index --workdir=RUN (--photos=DIR | --split=NAME) --out=INDEX
-                                 [--step=N] [--batch_size=64]
+                                 [--step=N] [--batch_size=64] [--shard=I/N]
   python -m sbirjax.search query --index=INDEX (--sketch=FILE | --sketches=DIR) [--text="a ..."]
                                  [--k=10] [--json] [--grid=OUT.png] [--line=0]
                                  [--modality=sketch]
@@ -32,6 +32,9 @@ _OUT = flags.DEFINE_string("out", None, "index: the index folder to write; onthe
                            "of its JSON and PNG (default RUN/eval)")
 _STEP = flags.DEFINE_integer("step", None, "index, onthefly: checkpoint step (default: selected, "
                              "else latest)")
+_SHARD = flags.DEFINE_string("shard", None, "index: I/N, this process's share (every N-th "
+                             "photo from the I-th) into the same --out; shard 0 writes the index "
+                             "when all are done (default: the jax.distributed process, or 0/1)")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "images per batch (rounded up to the device count)")
 _INDEX = flags.DEFINE_string("index", None, "query, serve: the index folder")
 _SKETCH = flags.DEFINE_string("sketch", None,
@@ -59,7 +62,8 @@ def main(argv):
         logging.set_verbosity(logging.ERROR)
     from sbirjax.search import cli
     return cli.run(argv[1], workdir=_WORKDIR.value, photos=_PHOTOS.value, split=_SPLIT.value,
-                   out=_OUT.value, step=_STEP.value, batch_size=_BATCH.value, index=_INDEX.value,
+                   out=_OUT.value, step=_STEP.value, batch_size=_BATCH.value, shard=_SHARD.value,
+                   index=_INDEX.value,
                    sketch=_SKETCH.value, sketches=_SKETCHES.value, text=_TEXT.value, k=_K.value,
                    json_out=_JSON.value, grid=_GRID.value, line=_LINE.value,
                    modality=_MODALITY.value, host=_HOST.value, port=_PORT.value,

@@ -71,7 +71,8 @@ class Searcher:
         self.run_dir, self.config, self.method, self.module = run_dir, config, method, module
         self.step, self.query_modality, self.log = step, query_modality, log
         self.config_hash = config_hash(config)
-        self.mesh = sharding.make_mesh(-1)
+        # This process's devices only: shards of an index run as independent processes.
+        self.mesh = sharding.make_mesh(-1, devices=jax.local_devices())
         self.num_devices = self.mesh.devices.size
         self.batch_size = -(-max(batch_size, 1) // self.num_devices) * self.num_devices
         replicated = sharding.replicated(self.mesh)
@@ -173,8 +174,14 @@ class Searcher:
 
     # ------------------------------------------------------------------ indexing
     def index(self, photos_dir: str | None, out: str, *, split: str | None = None,
-              chunk_size: int = 1024) -> dict:
-        """Embed the photos under `photos_dir` (or the run dataset's photo `split`) into `out`."""
+              chunk_size: int = 1024, shard: tuple[int, int] = (0, 1),
+              wait_s: float = 86400.0) -> dict:
+        """Embed the photos under `photos_dir` (or the run dataset's photo `split`) into `out`;
+        `shard=(i, n)`: only every n-th photo from the i-th, shard 0 writing the index once all
+        shards are done (search/index.py)."""
+        i, n = shard
+        if not (isinstance(i, int) and isinstance(n, int) and n >= 1 and 0 <= i < n):
+            raise SearchError(f"--shard={i}/{n}: give I/N with 0 <= I < N, e.g. --shard=0/2")
         if (photos_dir is None) == (split is None):
             raise SearchError("give a photo folder (--photos=DIR) or a split (--split=NAME), "
                               "not both")
@@ -197,7 +204,7 @@ class Searcher:
         chunk = max(self.batch_size, chunk_size // self.batch_size * self.batch_size)
         return index_lib.build(items, lambda x: self.embed_images(x, "photo", wait=False),
                                self.prepare_photo, out, meta, batch_size=self.batch_size,
-                               chunk_size=chunk, log=self.log)
+                               chunk_size=chunk, log=self.log, shard=shard, wait_s=wait_s)
 
     def load_index(self, index) -> index_lib.Index:
         """An Index (or its path) built by this run at this step."""

@@ -31,8 +31,22 @@ def run(command: str, **options) -> int:
         return 2
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'I/N' -> (I, N); None: this process of a jax.distributed job (0/1 when alone)."""
+    if text is None:
+        import jax
+        return jax.process_index(), jax.process_count()
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SearchError(f"--shard={text}: give I/N, e.g. --shard=0/2 and --shard=1/2") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise SearchError(f"--shard={text}: give I/N with 0 <= I < N, e.g. --shard=0/2")
+    return i, n
+
+
 def index_command(*, workdir, out, photos=None, split=None, step=None, batch_size=64,
-                  **_unused) -> int:
+                  shard=None, **_unused) -> int:
     from sbirjax.search.api import Searcher
     if not workdir or not out:
         raise SearchError("index needs --workdir=RUN and --out=INDEX "
@@ -41,10 +55,12 @@ def index_command(*, workdir, out, photos=None, split=None, step=None, batch_siz
         raise SearchError("index needs exactly one of --photos=DIR and --split=NAME")
     if photos is not None and not os.path.isdir(photos):
         raise SearchError(f"{photos}: no such folder; give --photos=DIR, a folder of photos")
+    shard = parse_shard(shard)
     searcher = Searcher.from_run(workdir, step, batch_size=batch_size, log=_log)
-    meta = searcher.index(photos, out, split=split)
-    _log(f"index of {meta['count']} photos ({meta['skipped']} skipped) written to {out} "
-         f"(step {meta['step']}, {meta['embedding_dim']}-d, {meta['similarity']})")
+    meta = searcher.index(photos, out, split=split, shard=shard)
+    if shard[0] == 0:
+        _log(f"index of {meta['count']} photos ({meta['skipped']} skipped) written to {out} "
+             f"(step {meta['step']}, {meta['embedding_dim']}-d, {meta['similarity']})")
     return 0
 
 

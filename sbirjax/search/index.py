@@ -8,7 +8,13 @@
   chunks/          the embeddings as they were computed (NNNNNN.npy + NNNNNN.jsonl, the .jsonl
                    written last) and model.json; a rerun reuses every row whose key (path, size,
                    mtime) is unchanged. Safe to delete once index.json exists (a later run then
-                   embeds everything again).
+                   embeds everything again). With shards: skipped_<i>.jsonl, shard i's skips.
+
+Shards: `build(..., shard=(i, n))` embeds every n-th photo starting at the i-th, into the same
+chunks/ folder (chunk numbers congruent to i mod n, so shards never write the same file). Shard 0
+then waits until every photo is in a chunk or in a shard's skipped list, and writes the index;
+the others stop after their share. Shards may run on one machine or on several sharing the folder,
+started in any order, each resumable like a single run.
 """
 from __future__ import annotations
 
@@ -73,8 +79,9 @@ def _jsonl_bytes(rows) -> bytes:
 
 
 # --------------------------------------------------------------------------- chunks (resume)
-def _open_chunks(out: str, model: dict) -> tuple[str, dict, int]:
-    """(chunk folder, {key: (row, embedding)} of every committed chunk, next chunk number)."""
+def _open_chunks(out: str, model: dict, shard: tuple[int, int] = (0, 1)) -> tuple[str, dict, int]:
+    """(chunk folder, {key: (row, embedding)} of every committed chunk, this shard's next chunk
+    number: the first above every existing one that is congruent to its index mod the count)."""
     folder = os.path.join(out, "chunks")
     os.makedirs(folder, exist_ok=True)
     model_file = os.path.join(folder, "model.json")
@@ -98,7 +105,9 @@ def _open_chunks(out: str, model: dict) -> tuple[str, dict, int]:
         numbers.append(int(stem))
         for row, e in zip(rows, emb):
             cache[row["key"]] = (row, e)
-    return folder, cache, max(numbers, default=-1) + 1
+    first = max(numbers, default=-1) + 1
+    index, count = shard
+    return folder, cache, first + (index - first) % count
 
 
 def _write_chunk(folder: str, number: int, rows: list, embeddings: list) -> None:
@@ -137,16 +146,20 @@ def _decode(item, prepare):
 
 
 def build(items, embed, prepare, out: str, meta: dict, *, batch_size: int, chunk_size: int,
-          log=print, threads: int = 4) -> dict:
-    """Embed every item not yet in out/chunks, then write the index files; returns index.json.
+          log=print, threads: int = 4, shard: tuple[int, int] = (0, 1),
+          wait_s: float = 86400.0, poll_s: float = 2.0) -> dict:
+    """Embed every item of this shard not yet in out/chunks, then (shard 0) write the index
+    files; returns index.json's content (other shards: the model fields and their own counts).
 
     embed(uint8 (b, S, S, 3)) -> an array whose first b rows are the embeddings (padding after);
     prepare(uint8 (H, W, 3)) -> the model's input image, as training prepares photos."""
+    index, count = shard
     os.makedirs(out, exist_ok=True)
     model = {k: meta[k] for k in ("run", "step", "config_hash")}
-    folder, cache, number = _open_chunks(out, model)
-    todo = [it for it in items if it.key not in cache]
-    progress = Progress(len(items), len(items) - len(todo), log)
+    folder, cache, number = _open_chunks(out, model, shard)
+    mine = items[index::count]
+    todo = [it for it in mine if it.key not in cache]
+    progress = Progress(len(mine), len(mine) - len(todo), log)
     skipped, pending_rows, pending_emb, new, attempted = [], [], [], 0, 0
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
@@ -157,8 +170,8 @@ def build(items, embed, prepare, out: str, meta: dict, *, batch_size: int, chunk
             decoded = [f.result() for f in futures]
             futures = submit(batches[i + 1]) if i + 1 < len(batches) else []
             ok = [(it, d) for it, d in zip(batch, decoded) if d[2] is None]
-            skipped += [{"path": it.path, "reason": d[2]} for it, d in zip(batch, decoded)
-                        if d[2] is not None]
+            skipped += [{"path": it.path, "reason": d[2], "key": it.key}
+                        for it, d in zip(batch, decoded) if d[2] is not None]
             if ok:
                 emb = np.asarray(embed(np.stack([d[0] for _, d in ok])))[:len(ok)]
                 for (it, d), e in zip(ok, emb):
@@ -168,13 +181,46 @@ def build(items, embed, prepare, out: str, meta: dict, *, batch_size: int, chunk
             attempted += len(batch)
             if attempted >= chunk_size and pending_rows:
                 _write_chunk(folder, number, pending_rows, pending_emb)
-                number, pending_rows, pending_emb, attempted = number + 1, [], [], 0
+                number, pending_rows, pending_emb, attempted = number + count, [], [], 0
             progress.update(new, len(skipped))
     if pending_rows:
         _write_chunk(folder, number, pending_rows, pending_emb)
     progress.update(new, len(skipped), final=True)
-    _, cache, _ = _open_chunks(out, model)
-    return _finish(items, cache, skipped, out, meta)
+    if count == 1:
+        _, cache, _ = _open_chunks(out, model)
+        return _finish(items, cache, skipped, out, meta)
+    _write_atomic(os.path.join(folder, f"skipped_{index}.jsonl"),
+                  lambda f: f.write(_jsonl_bytes(skipped)))
+    if index != 0:
+        log(f"shard {index}/{count} done: {new} embedded, {len(skipped)} skipped; shard 0 "
+            "writes the index")
+        return {**meta, "count": new, "skipped": len(skipped), "shard": list(shard)}
+    return _finish_shards(items, out, model, meta, count, log, wait_s, poll_s)
+
+
+def _finish_shards(items, out, model, meta, count, log, wait_s, poll_s) -> dict:
+    """Shard 0: wait until every item is in a chunk or in a shard's skipped list, then write."""
+    folder = os.path.join(out, "chunks")
+    deadline, last_log = time.time() + wait_s, 0.0
+    while True:
+        _, cache, _ = _open_chunks(out, model)
+        skipped = {}
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("skipped_") and name.endswith(".jsonl"):
+                skipped.update({r["key"]: r for r in read_jsonl(os.path.join(folder, name))})
+        missing = [it for it in items if it.key not in cache and it.key not in skipped]
+        if not missing:
+            kept_skips = [skipped[it.key] for it in items if it.key not in cache]
+            return _finish(items, cache, kept_skips, out, meta)
+        if time.time() > deadline:
+            raise SearchError(f"{out}: {len(missing)} photos (e.g. {missing[0].path}) are in no "
+                              f"shard's results after {wait_s:.0f} s; run the missing shards of "
+                              f"--shards={count} again (every shard resumes)")
+        if time.time() - last_log > 30:
+            log(f"shard 0/{count}: waiting for the other shards ({len(items) - len(missing)}"
+                f"/{len(items)} photos done)")
+            last_log = time.time()
+        time.sleep(poll_s)
 
 
 def _finish(items, cache, skipped, out, meta) -> dict:
@@ -189,6 +235,7 @@ def _finish(items, cache, skipped, out, meta) -> dict:
         os.remove(os.path.join(out, "index.json"))  # incomplete until written again, last
     _write_atomic(os.path.join(out, "embeddings.npy"), lambda f: np.save(f, emb))
     _write_atomic(os.path.join(out, "manifest.jsonl"), lambda f: f.write(_jsonl_bytes(rows)))
+    skipped = [{k: v for k, v in r.items() if k != "key"} for r in skipped]
     _write_atomic(os.path.join(out, "skipped.jsonl"), lambda f: f.write(_jsonl_bytes(skipped)))
     _write_atomic(os.path.join(out, "index.json"),
                   lambda f: f.write(json.dumps(meta, indent=2, sort_keys=True).encode()))

@@ -14,7 +14,7 @@ def _lax_down(x, k):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 6, 10, 5)])
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 6, 10, 5), (2, 6, 8, 24)])  # concat; sum
 def test_down_conv_equals_lax(shape):
     kx, kk = jax.random.split(jax.random.key(0))
     x = jax.random.normal(kx, shape)

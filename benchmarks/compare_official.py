@@ -66,7 +66,11 @@ def run(cmd: list[str]) -> dict:
     if out.returncode:
         return {"error": f"exit {out.returncode}: {out.stderr.strip().splitlines()[-1:]}",
                 "command": " ".join(cmd)}
-    return last_json(out.stdout.strip())
+    try:
+        return last_json(out.stdout.strip())
+    except ValueError:
+        return {"error": "printed no JSON: " + (out.stderr.strip().splitlines() or [""])[-1],
+                "command": " ".join(cmd)}
 
 
 def sbirjax_side(row: str) -> dict:

@@ -158,7 +158,8 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     c.optim.lr = 1e-4
     c.data.augment.crop_scale_min = 1.0  # no random-resized crop: the official pipeline has none
     # Fixed FT: the FT parameters keep their initial values (learning-rate multiplier 0).
-    c.optim.groups = (("encoder/ft", 0.0),) if ablation == "fixed_ft" else ()
+    # Every FT layer: 'encoder/ft<i>/...', or 'backbone/blocks_<i>/ft/...' on a pretrained trunk.
+    c.optim.groups = ((r"(^|/)ft\d*/", 0.0),) if ablation == "fixed_ft" else ()
     return c
 
 

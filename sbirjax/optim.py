@@ -98,8 +98,9 @@ def param_groups(optim, model=None, params=None) -> list:
         raise ValueError(f"config.model.backbone={model.backbone!r}, but the model has no "
                          "'backbone/' parameters: this method does not take a pretrained "
                          "backbone (Triplet-SN does); leave model.backbone='scratch'.")
+    # FT layers inside the trunk (StyleMeUp) are new, not pretrained: the base learning rate.
     return [(BACKBONE + r".*/(mean|var)$", 0.0), *groups,
-            (BACKBONE, float(model.backbone_lr_mult))]
+            (BACKBONE + r"(?!(?:.*/)?ft/)", float(model.backbone_lr_mult))]
 
 
 NAMES = ("adam", "adamw", "adamw_hf", "sgd")

@@ -183,3 +183,32 @@ def test_triplet_sn_without_a_head_embeds_the_normalised_feature():
         {"params": params["backbone"]}, x)["pooled"]
     np.testing.assert_allclose(z, pooled / np.linalg.norm(pooled, axis=1, keepdims=True),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_ft_layers_in_the_trunk_train_at_the_base_rate_and_fixed_ft_freezes_them():
+    tree = {"backbone": {"blocks_4": {"ft": {"theta_gamma": jnp.ones(2)},
+                                      "bn1": {"mean": jnp.ones(2), "scale": jnp.ones(2)},
+                                      "project_conv": {"kernel": jnp.ones(2)}}},
+            "inv": {"kernel": jnp.ones(2)}}
+
+    def update(optim_config):
+        tx = optim.make_optimizer(optim_config, 10, tree, model_config(mult=0.1))
+        grads = jax.tree.map(jnp.ones_like, tree)
+        u, _ = tx.update(grads, tx.init(tree), tree)
+        return jax.tree.map(lambda x: float(jnp.max(jnp.abs(x))), u)
+
+    for ablation, ft_rate in (("full", 1.0), ("fixed_ft", 0.0)):
+        c = defaults.stylemeup(ablation)
+        with c.unlocked():
+            c.optim.name, c.optim.lr = "sgd", 1.0
+        u = update(c.optim)["backbone"]["blocks_4"]
+        assert u["ft"]["theta_gamma"] == pytest.approx(ft_rate)
+        assert u["project_conv"]["kernel"] == pytest.approx(0.1) and u["bn1"]["mean"] == 0
+
+
+def test_fixed_ft_freezes_the_scratch_encoders_ft_layers_only():
+    groups = defaults.stylemeup("fixed_ft").optim.groups
+    tree = {"encoder": {"ft1": {"theta_gamma": 0}, "conv1": {"kernel": 0}}, "reg_P": 0}
+    labels = traverse_util.flatten_dict(optim.param_path_labels(tree, groups), sep="/")
+    assert labels == {"encoder/ft1/theta_gamma": "0", "encoder/conv1/kernel": "default",
+                      "reg_P": "default"}

@@ -13,7 +13,7 @@ import pytest
 
 from sbirjax import defaults_masbir, train
 from sbirjax.data import augment, raster
-from sbirjax.search import Index, Searcher, SearchError, cli, inputs, query
+from sbirjax.search import Index, Searcher, SearchError, cli, gallery, inputs, query
 from tests import helpers
 
 # Trains or builds a reference per module: the slow tier (pytest -m slow).
@@ -175,14 +175,24 @@ def test_shards_write_the_index_of_one_run(searcher, photos, index_dir, tmp_path
     assert other["shard"] == [1, 2] and other["count"] == 10
     assert first["meta"]["count"] == 20 and first["meta"]["skipped"] == 1
     _same_index(out, index_dir)
-    chunks = sorted(f for f in os.listdir(os.path.join(out, "chunks")) if f.endswith(".jsonl"))
-    assert chunks == ["000000.jsonl", "000001.jsonl", "000002.jsonl", "000003.jsonl",
-                      "skipped_0.jsonl", "skipped_1.jsonl"]  # shard i writes numbers i mod 2
+    # Shard i embeds the photos i, i + 2, ... and writes chunk numbers congruent to i mod 2.
+    order = [it.path for it in gallery.folder_items(photos)]
+    folder = os.path.join(out, "chunks")
+    chunks = [f for f in os.listdir(folder) if f[:6].isdigit() and f.endswith(".jsonl")]
+    assert len(chunks) >= 2
+    for name in chunks:
+        rows = [json.loads(line) for line in open(os.path.join(folder, name))]
+        assert {order.index(r["path"]) % 2 for r in rows} == {int(name[:6]) % 2}
+    assert {"shard_0_of_2.json", "shard_1_of_2.json"} <= set(os.listdir(folder))
 
 
-def test_a_missing_shard_is_a_clear_error(searcher, photos, tmp_path):
+def test_missing_or_disagreeing_shards_are_clear_errors(searcher, photos, tmp_path):
     out = str(tmp_path / "alone")
-    with pytest.raises(SearchError, match="in no shard's results.*--shards=3"):
+    with pytest.raises(SearchError, match=r"shards \[1, 2\] of --shard=I/3 have not finished"):
+        searcher.index(photos, out, shard=(0, 3), wait_s=0.2)
+    with open(os.path.join(out, "chunks", "shard_1_of_3.json"), "w") as f:
+        json.dump({"digest": "another folder", "count": 7, "skipped": []}, f)
+    with pytest.raises(SearchError, match=r"shards \[1\] indexed another photo list"):
         searcher.index(photos, out, shard=(0, 3), wait_s=0.2)
     with pytest.raises(SearchError, match="--shard=3/2"):
         searcher.index(photos, out, shard=(3, 2))

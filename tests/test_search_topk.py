@@ -72,3 +72,16 @@ def test_query_sharding_and_device_gallery_and_approx():
         lambda a, b: query._merge_block(jax.numpy.full((2, 3), -jax.numpy.inf),
                                         jax.numpy.zeros((2, 3), "int32"), a, b, 0, 8,
                                         k=3, approx=True))(queries[:2], gallery[:8]))
+
+
+@pytest.mark.parametrize("n, block, expected", [
+    (1, 32768, 1), (7, 3, 3), (9, 32768, 9), (100, 20, 20), (100, 30, 25),
+    (100_000, 32768, 25_000), (1_000_000, 32768, 32264)])
+def test_balanced_blocks_cover_the_gallery_within_the_block_size(n, block, expected):
+    got = query._balanced_block(n, block)
+    assert got == expected and got <= block and -(-n // got) == -(-n // min(block, n))
+
+
+def test_empty_gallery():
+    scores, rows = query.top_k(np.ones((3, 4), np.float32), np.zeros((0, 4), np.float32), 5)
+    assert scores.shape == rows.shape == (3, 0)

@@ -167,7 +167,7 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
 
 def build(model_config) -> StyleMeUp:
     if model_config.backbone != "scratch":
-        efficientnet.variant(model_config.backbone)  # an unknown name fails here, with the known
+        efficientnet.variant(model_config.backbone)  # an unknown name fails here, listing all
     return StyleMeUp(image_size=model_config.image_size, widths=tuple(model_config.widths),
                      hidden=model_config.hidden, latent=model_config.embed_dim,
                      dropout=model_config.dropout, ft=model_config.ft,

@@ -19,8 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sbirjax.nets import ops
-from sbirjax.nets.ops import l2_normalize
+from sbirjax.nets.ops import gradient_barrier, l2_normalize
 
 # Hugging Face `hidden_act` names -> functions. The tanh GELUs are one formula under three names.
 ACTIVATIONS = {
@@ -171,7 +170,7 @@ class EncoderLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask=None):
-        x = ops.gradient_barrier(x)  # keeps XLA from re-fusing the residual gradient (ops.py)
+        x = gradient_barrier(x)  # keeps XLA:CPU from re-fusing the residual gradient (ops.py)
         h = _layer_norm(self.eps, "layer_norm1")(x)
         x = x + Attention(self.width, self.heads, self.dtype, name="self_attn")(h, mask)
         h = _layer_norm(self.eps, "layer_norm2")(x)

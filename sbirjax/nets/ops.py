@@ -10,8 +10,9 @@ def l2_normalize(x, axis: int = -1, eps: float = 1e-12):
 
 @jax.custom_vjp
 def gradient_barrier(x):
-    """The identity, forward and backward; in the backward pass the incoming gradient is
-    materialised here, so XLA cannot fuse across this point.
+    """The identity, forward and backward; on CPU, in the backward pass the incoming gradient is
+    materialised here, so XLA cannot fuse across this point (on GPU and TPU it is a no-op: not
+    measured there, and a conditional can cost a device-host synchronisation).
 
     Why: in a deep residual network the gradient of the residual stream is a sum over every later
     block. XLA:CPU fuses that chain of additions into each consumer and recomputes it there, which
@@ -33,6 +34,9 @@ def _same_precision(g):
 
 
 def _barrier_bwd(_, g):
+    # Only XLA:CPU needs it, and only floats can go through it; elsewhere the gradient passes.
+    if jax.default_backend() != "cpu" or not jnp.issubdtype(g.dtype, jnp.floating):
+        return (g,)
     finite = jnp.isfinite(g.reshape(-1)[0])
     return (jax.lax.cond(finite, lambda t: t, _same_precision, g),)
 

@@ -34,7 +34,7 @@ _STEP = flags.DEFINE_integer("step", None, "index, onthefly: checkpoint step (de
                              "else latest)")
 _SHARD = flags.DEFINE_string("shard", None, "index: I/N, this process's share (every N-th "
                              "photo from the I-th) into the same --out; shard 0 writes the index "
-                             "when all are done (default: the jax.distributed process, or 0/1)")
+                             "when all are done (default 0/1: everything in this process)")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "images per batch (rounded up to the device count)")
 _INDEX = flags.DEFINE_string("index", None, "query, serve: the index folder")
 _SKETCH = flags.DEFINE_string("sketch", None,

@@ -32,10 +32,9 @@ def run(command: str, **options) -> int:
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
-    """'I/N' -> (I, N); None: this process of a jax.distributed job (0/1 when alone)."""
+    """'I/N' -> (I, N); None: the whole index in this process (0/1)."""
     if text is None:
-        import jax
-        return jax.process_index(), jax.process_count()
+        return 0, 1
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:

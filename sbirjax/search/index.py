@@ -8,21 +8,25 @@
   chunks/          the embeddings as they were computed (NNNNNN.npy + NNNNNN.jsonl, the .jsonl
                    written last) and model.json; a rerun reuses every row whose key (path, size,
                    mtime) is unchanged. Safe to delete once index.json exists (a later run then
-                   embeds everything again). With shards: skipped_<i>.jsonl, shard i's skips.
+                   embeds everything again). With shards: shard_<i>_of_<n>.json, shard i's end.
 
 Shards: `build(..., shard=(i, n))` embeds every n-th photo starting at the i-th, into the same
-chunks/ folder (chunk numbers congruent to i mod n, so shards never write the same file). Shard 0
-then waits until every photo is in a chunk or in a shard's skipped list, and writes the index;
-the others stop after their share. Shards may run on one machine or on several sharing the folder,
-started in any order, each resumable like a single run.
+chunks/ folder (chunk numbers congruent to i mod n, so shards never write the same file). Each
+shard then writes chunks/shard_<i>_of_<n>.json: a digest of the photo list it saw and its skipped
+files (it deletes its own marker when it starts). Shard 0 waits for all n markers, refuses
+markers of another photo list, and writes the index; the others stop after their share. Shards may
+run on one machine or on several sharing the folder under the same absolute path, started in any
+order, each resumable like a single run.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
 import json
+import hashlib
 import os
 import time
+import uuid
 
 import numpy as np
 
@@ -68,7 +72,7 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 def _write_atomic(path: str, write) -> None:
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex}.tmp"  # shards may write the same file at once
     with open(tmp, "wb") as f:
         write(f)
     os.replace(tmp, path)
@@ -157,6 +161,9 @@ def build(items, embed, prepare, out: str, meta: dict, *, batch_size: int, chunk
     os.makedirs(out, exist_ok=True)
     model = {k: meta[k] for k in ("run", "step", "config_hash")}
     folder, cache, number = _open_chunks(out, model, shard)
+    marker = os.path.join(folder, f"shard_{index}_of_{count}.json")
+    if count > 1 and os.path.exists(marker):
+        os.remove(marker)  # this shard's result from an earlier run is not final until rewritten
     mine = items[index::count]
     todo = [it for it in mine if it.key not in cache]
     progress = Progress(len(mine), len(mine) - len(todo), log)
@@ -189,38 +196,58 @@ def build(items, embed, prepare, out: str, meta: dict, *, batch_size: int, chunk
     if count == 1:
         _, cache, _ = _open_chunks(out, model)
         return _finish(items, cache, skipped, out, meta)
-    _write_atomic(os.path.join(folder, f"skipped_{index}.jsonl"),
-                  lambda f: f.write(_jsonl_bytes(skipped)))
+    digest = _items_digest(items)
+    _write_atomic(marker, lambda f: f.write(json.dumps(
+        {"digest": digest, "count": len(items), "skipped": skipped}).encode()))
     if index != 0:
         log(f"shard {index}/{count} done: {new} embedded, {len(skipped)} skipped; shard 0 "
             "writes the index")
         return {**meta, "count": new, "skipped": len(skipped), "shard": list(shard)}
-    return _finish_shards(items, out, model, meta, count, log, wait_s, poll_s)
+    return _finish_shards(items, out, model, meta, count, digest, log, wait_s, poll_s)
 
 
-def _finish_shards(items, out, model, meta, count, log, wait_s, poll_s) -> dict:
-    """Shard 0: wait until every item is in a chunk or in a shard's skipped list, then write."""
+def _items_digest(items) -> str:
+    """Names the exact photo list (paths, sizes, mtimes, order) a shard was given."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(it.key.encode() + b"\n")
+    return h.hexdigest()
+
+
+def _finish_shards(items, out, model, meta, count, digest, log, wait_s, poll_s) -> dict:
+    """Shard 0: wait until every shard has left a marker for this photo list, then write.
+
+    Polls only the small marker files; the chunks are read once, at the end. A marker of another
+    photo list is waited past: it may be a shard's result from before the folder changed, about
+    to be replaced; if it stays, the shards see different folders, and the timeout says so."""
     folder = os.path.join(out, "chunks")
+    paths = [os.path.join(folder, f"shard_{i}_of_{count}.json") for i in range(count)]
     deadline, last_log = time.time() + wait_s, 0.0
     while True:
-        _, cache, _ = _open_chunks(out, model)
-        skipped = {}
-        for name in sorted(os.listdir(folder)):
-            if name.startswith("skipped_") and name.endswith(".jsonl"):
-                skipped.update({r["key"]: r for r in read_jsonl(os.path.join(folder, name))})
-        missing = [it for it in items if it.key not in cache and it.key not in skipped]
-        if not missing:
-            kept_skips = [skipped[it.key] for it in items if it.key not in cache]
-            return _finish(items, cache, kept_skips, out, meta)
+        done = {i: json.load(open(p)) for i, p in enumerate(paths) if os.path.exists(p)}
+        other = sorted(i for i, d in done.items() if d["digest"] != digest)
+        if len(done) == count and not other:
+            break
+        waiting = sorted(set(range(count)) - set(done))
         if time.time() > deadline:
-            raise SearchError(f"{out}: {len(missing)} photos (e.g. {missing[0].path}) are in no "
-                              f"shard's results after {wait_s:.0f} s; run the missing shards of "
-                              f"--shards={count} again (every shard resumes)")
+            raise SearchError(
+                f"{out}: after {wait_s:.0f} s, shards {waiting} of --shard=I/{count} have not "
+                f"finished and shards {other} indexed another photo list; give every shard the "
+                "same --photos folder under the same absolute path, unchanged while they run, "
+                "and run them again (every shard resumes)")
         if time.time() - last_log > 30:
-            log(f"shard 0/{count}: waiting for the other shards ({len(items) - len(missing)}"
-                f"/{len(items)} photos done)")
+            log(f"shard 0/{count}: waiting for shards {waiting}"
+                + (f"; shards {other} have results for another photo list" if other else ""))
             last_log = time.time()
         time.sleep(poll_s)
+    _, cache, _ = _open_chunks(out, model)
+    skipped = {r["key"]: r for d in done.values() for r in d["skipped"]}
+    missing = [it.path for it in items if it.key not in cache and it.key not in skipped]
+    if missing:
+        raise SearchError(f"{out}: {len(missing)} photos (e.g. {missing[0]}) are in no shard's "
+                          f"results; run all {count} shards again (every shard resumes)")
+    return _finish(items, cache, [skipped[it.key] for it in items if it.key not in cache], out,
+                   meta)
 
 
 def _finish(items, cache, skipped, out, meta) -> dict:

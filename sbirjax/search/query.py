@@ -47,7 +47,8 @@ def _balanced_block(n: int, block: int) -> int:
     block = max(1, min(int(block), n))
     count = -(-n // block)
     even = -(-n // count)
-    return min(n, -(-even // 8) * 8) if even > 8 else even
+    rounded = -(-even // 8) * 8
+    return rounded if even > 8 and rounded <= block else even
 
 
 def _query_sharding(n_queries: int, mesh=None):
@@ -77,7 +78,7 @@ def top_k(queries, gallery, k: int, *, block: int = BLOCK, approx: bool = False,
     """
     n, d = gallery.shape
     k = min(int(k), n)
-    block = _balanced_block(n, block)
+    block = _balanced_block(n, block) if n else 1
     q_sharding, replicated = _query_sharding(len(queries), mesh)
     queries = jax.device_put(np.asarray(queries, np.float32), q_sharding)
     best_scores = jax.device_put(np.full((len(queries), k), -np.inf, np.float32), q_sharding)

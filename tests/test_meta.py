@@ -167,3 +167,29 @@ def test_unadapted_weight_adds_the_outer_loss_of_the_model_as_it_is():
             expected = g0[path] + (0.0 if path == "reg_P" or is_ft(path) else w * gb[path])
             np.testing.assert_allclose(g1[path], expected, rtol=1e-9, atol=1e-12, err_msg=path)
         assert any(np.abs(gb[k]).max() > 0 for k in gb if k != "reg_P" and not is_ft(k))
+
+
+def test_a_term_of_weight_zero_is_skipped_and_changes_no_other_value():
+    """self_recon at weight 0 is neither decoded nor logged; with dropout and FT active, every other
+    term is the same as when it is computed (the kept decodes' dropout masks are unchanged), and
+    weight 1 adds exactly its value to the total."""
+    module = stylemeup.StyleMeUp(image_size=8, widths=(2, 3), hidden=4, latent=3, dropout=0.5,
+                                 ft=True)
+    params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
+    rng = np.random.default_rng(0)
+    task = {"sketches": rng.integers(0, 256, (3, 8, 8, 3), np.uint8),
+            "photo": rng.integers(0, 256, (8, 8, 3), np.uint8),
+            "negative": rng.integers(0, 256, (8, 8, 3), np.uint8)}
+    weights = {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
+               "triplet_inv": 1.0, "triplet_f": 1.0}
+    out = {}
+    for w in (0.0, 1.0):
+        out[w] = stylemeup.task_losses(module, params, task, jax.random.key(3),
+                                       dict(weights, self_recon=w), 0.2, sketch_slots=(0, 1),
+                                       ft_active=True)
+    (total0, terms0), (total1, terms1) = out[0.0], out[1.0]
+    assert "self_recon" not in terms0 and float(terms1["self_recon"]) > 0
+    for k, v in terms0.items():
+        assert float(v) == float(terms1[k]), k
+    np.testing.assert_allclose(float(total1), float(total0) + float(terms1["self_recon"]),
+                               rtol=1e-6)

@@ -136,36 +136,34 @@ def task_losses(module, params, task, rng, weights, margin, *, sketch_slots, ft_
     z_var = mu + jnp.exp(0.5 * logvar) * noise
     z_f = z_inv + z_var
     s1, s2, p, n = 0, 1, 2, 3
-    # A term of weight 0 (self_recon by default) is neither decoded nor logged: its four decodes
-    # are a third of the decoder's work. The six decodes kept are the first rows of the batch,
-    # whose dropout masks do not depend on how many rows follow, so no other value changes.
-    self_recon = bool(weights["self_recon"])
-    # Decoder inputs, batched: cross-style (2), sketch->photo (2), photo->sketch (2), self (3 of 4).
-    codes = [z_inv[s1] + z_var[s2], z_inv[s2] + z_var[s1], z_f[s1], z_f[s2], z_f[p], z_f[p]]
-    target_idx = [s2, s1, p, p, s1, s2]
-    if self_recon:
-        codes, target_idx = codes + [z_f[s1], z_f[s2], z_f[p]], target_idx + [s1, s2, p]
-    recon = module.apply({"params": params}, jnp.stack(codes), train=train,
-                         method=StyleMeUp.decode, rngs={"dropout": jax.random.fold_in(r_drop, 1)})
-    target = to_float(x)[jnp.array(target_idx)].astype(recon.dtype)
-    err = jnp.mean((recon - target) ** 2, axis=(1, 2, 3))
+    # Five decodes, batched, each output shared by every term that compares it with an image, as
+    # in the official code: the two cross-style codes, then z_f of each sketch and of the photo.
+    codes = jnp.stack([z_inv[s1] + z_var[s2], z_inv[s2] + z_var[s1], z_f[s1], z_f[s2], z_f[p]])
+    recon = module.apply({"params": params}, codes, train=train, method=StyleMeUp.decode,
+                         rngs={"dropout": jax.random.fold_in(r_drop, 1)})
+    images = to_float(x).astype(recon.dtype)
+
+    def err(i, j):  # decode i against image j
+        return jnp.mean((recon[i] - images[j]) ** 2)
+
     terms = {
         "kl": kl_standard_normal(mu, logvar),
-        "cross_style": jnp.mean(err[0:2]),
-        "cross_domain": jnp.mean(err[2:6]),
+        "cross_style": (err(0, s2) + err(1, s1)) / 2,
+        "cross_domain": (err(2, p) + err(3, p) + err(4, s1) + err(4, s2)) / 4,
         "triplet_inv": losses.triplet_margin(z_inv[:2], z_inv[p][None], z_inv[n][None], margin,
                                              triplet_eps),
         "triplet_f": losses.triplet_margin(z_f[:2], z_f[p][None], z_f[n][None], margin,
                                            triplet_eps),
     }
-    if self_recon:
-        # The official self-reconstruction also decodes the negative. A call of its own, with its
-        # own dropout key, leaves the dropout masks of the decodes above as they were.
+    # The self-reconstruction also decodes the negative. The official code computes it at weight 0
+    # and multiplies it by 0; at weight 0 sbirjax neither decodes nor logs it. A call of its own,
+    # with its own dropout key, leaves every other value as it is.
+    if weights["self_recon"]:
         recon_n = module.apply({"params": params}, z_f[n][None], train=train,
                                method=StyleMeUp.decode,
                                rngs={"dropout": jax.random.fold_in(r_drop, 2)})
-        err_n = jnp.mean((recon_n[0] - to_float(x[n]).astype(recon_n.dtype)) ** 2)
-        terms["self_recon"] = (jnp.sum(err[6:9]) + err_n) / 4
+        err_n = jnp.mean((recon_n[0] - images[n]) ** 2)
+        terms["self_recon"] = (err(2, s1) + err(3, s2) + err(4, p) + err_n) / 4
     total = sum(weights[k] * v for k, v in terms.items() if weights[k])
     return total, terms
 

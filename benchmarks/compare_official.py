@@ -13,9 +13,10 @@ Rows (each side in its own process, one after the other, so each has the machine
 its own peak RSS):
   stylemeup_first / stylemeup_second: one meta-step of 12 tasks at 256 px, latent 128, one inner
       step, first / second order. sbirjax: `benchmarks.train_step` on configs/synthetic_stylemeup.py
-      at those sizes, the official episode; first order with the 12 tasks vmapped (the default,
-      about 13 GB), second order in chunks of 4 recomputed in the backward pass (task_chunk=4,
-      remat=True: vmapped whole it needs about 31 GB, more than a 24 GB host has).
+      at those sizes, the official episode, the tasks one at a time (task_chunk=1), the fastest
+      setting measured on a 2-core CPU (docs/benchmarks.md); second order also recomputes each
+      task's forward in the backward pass (remat=True), without which it keeps all 12 tasks'
+      activations (about 20 GB).
       sbirjax's model has the paper's FT layers, the official code none (a small share of the
       work); both have the regulariser.
   masbir: one float32 training step, batch 32, CLIP ViT-B/32 shapes (random weights), 224 px,
@@ -50,8 +51,9 @@ _WARMUP = flags.DEFINE_integer("warmup", 1, "untimed steps per side (sbirjax's f
 
 STYLEMEUP_256 = ["--config=configs/synthetic_stylemeup.py", "--config.data.image.size=256",
                  "--config.model.embed_dim=128"]
-# Second order with all 12 tasks vmapped needs ~31 GB: chunks of 4, recomputed in the backward.
-SECOND_ORDER_MEMORY = ["--config.meta.task_chunk=4", "--config.meta.remat=True"]
+# The fastest settings measured at 256 px on a 2-core CPU (docs/benchmarks.md).
+FIRST_ORDER = ["--config.meta.first_order=True", "--config.meta.task_chunk=1"]
+SECOND_ORDER = ["--config.meta.task_chunk=1", "--config.meta.remat=True"]
 
 
 def last_json(text: str) -> dict:
@@ -83,8 +85,7 @@ def sbirjax_side(row: str) -> dict:
         return {"step_s": t["step_time_s"]["median_s"], "peak_rss_mb": r["peak_host_rss_mb"],
                 "matmul_gflops": r["matmul_peak_gflops"],
                 "fraction_of_matmul": t.get("fraction_of_matmul_peak"), "flops": t.get("flops")}
-    order = (["--config.meta.first_order=True"] if row == "stylemeup_first"
-             else SECOND_ORDER_MEMORY)
+    order = FIRST_ORDER if row == "stylemeup_first" else SECOND_ORDER
     r = run([sys.executable, "-m", "benchmarks.train_step", *STYLEMEUP_256, *order, *timing])
     if "error" in r:
         return r

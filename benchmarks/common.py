@@ -21,20 +21,43 @@ def machine() -> dict:
 
 
 def time_calls(fn, *, warmup: int, iters: int) -> dict:
-    """Median/min/mean seconds of `fn()` (which must block until its work is done)."""
+    """Median/min/mean seconds of `fn()` (which must block until its work is done), and the peak
+    RSS of the timed calls alone where the kernel can say (`steps_peak_rss_mb`)."""
     for _ in range(warmup):
         fn()
+    reset = reset_peak_rss()
     times = []
     for _ in range(iters):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
     return {"median_s": statistics.median(times), "min_s": min(times),
-            "mean_s": statistics.fmean(times), "iters": iters, "warmup": warmup}
+            "mean_s": statistics.fmean(times), "iters": iters, "warmup": warmup,
+            "steps_peak_rss_mb": peak_rss_since_reset_mb() if reset else None}
 
 
 def peak_host_rss_mb() -> float:
+    """The whole process's peak, compilation included."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS count (Linux), so that what follows is measured without the
+    compilation before it. False where the kernel offers no such reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset_mb() -> float | None:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
 
 
 def emit(record: dict) -> None:

@@ -1,6 +1,7 @@
 """The benchmarks' FLOP counting and utilisation figures."""
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from absl import flags
 
@@ -56,3 +57,16 @@ def test_compare_official_reads_the_last_json_and_names_what_is_missing(monkeypa
     finally:
         flags.FLAGS.unparse_flags()
     assert "--torch_python" in missing and "--masbir_code" in missing
+
+
+
+def test_steps_peak_rss_leaves_out_what_came_before_the_timed_calls():
+    if not common.reset_peak_rss():
+        pytest.skip("this kernel cannot reset the peak RSS")
+    mb300 = 300 * 2**20 // 8
+    big = np.ones(mb300)  # touched before the timed calls, then freed: like compiling
+    del big
+    quiet = common.time_calls(lambda: None, warmup=0, iters=2)["steps_peak_rss_mb"]
+    busy = common.time_calls(lambda: np.ones(mb300).sum(), warmup=0, iters=1)["steps_peak_rss_mb"]
+    assert quiet < common.peak_host_rss_mb() - 200  # the whole-process peak keeps the 300 MB
+    assert busy > quiet + 200

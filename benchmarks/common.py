@@ -36,14 +36,19 @@ def time_calls(fn, *, warmup: int, iters: int) -> dict:
             "steps_peak_rss_mb": peak_rss_since_reset_mb() if reset else None}
 
 
+_PEAK_BEFORE_RESET = [0.0]
+
+
 def peak_host_rss_mb() -> float:
-    """The whole process's peak, compilation included."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """The whole process's peak, compilation included (and what came before a reset)."""
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, _PEAK_BEFORE_RESET[0])
 
 
 def reset_peak_rss() -> bool:
     """Restart the kernel's peak-RSS count (Linux), so that what follows is measured without the
-    compilation before it. False where the kernel offers no such reset."""
+    compilation before it. False where the kernel offers no such reset. The reset also clears
+    getrusage's maximum, so the peak so far is kept for `peak_host_rss_mb`."""
+    _PEAK_BEFORE_RESET[0] = peak_host_rss_mb()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

@@ -70,3 +70,13 @@ def test_steps_peak_rss_leaves_out_what_came_before_the_timed_calls():
     busy = common.time_calls(lambda: np.ones(mb300).sum(), warmup=0, iters=1)["steps_peak_rss_mb"]
     assert quiet < common.peak_host_rss_mb() - 200  # the whole-process peak keeps the 300 MB
     assert busy > quiet + 200
+
+
+def test_the_whole_process_peak_survives_the_reset():
+    if not common.reset_peak_rss():
+        pytest.skip("this kernel cannot reset the peak RSS")
+    big = np.ones(300 * 2**20 // 8)
+    before = common.peak_host_rss_mb()
+    del big
+    common.time_calls(lambda: None, warmup=0, iters=1)  # resets the kernel's count
+    assert common.peak_host_rss_mb() >= before

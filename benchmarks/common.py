@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import os
 import platform
@@ -49,6 +50,10 @@ def reset_peak_rss() -> bool:
     compilation before it. False where the kernel offers no such reset. The reset also clears
     getrusage's maximum, so the peak so far is kept for `peak_host_rss_mb`."""
     _PEAK_BEFORE_RESET[0] = peak_host_rss_mb()
+    try:  # hand the heap that compiling freed back to the system first (glibc keeps it)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

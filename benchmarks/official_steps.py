@@ -26,6 +26,7 @@ Timing: --warmup untimed steps, then the median of --iters steps; torch threads 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -50,6 +51,7 @@ def median_time(step, warmup: int, iters: int) -> dict:
     # Peak RSS of the timed steps alone (Linux). The reset also clears getrusage's maximum, so
     # the peak so far is kept.
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # as benchmarks.common does for sbirjax's side
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     times = []

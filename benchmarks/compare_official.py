@@ -16,7 +16,7 @@ its own peak RSS):
       at those sizes, the official episode, the tasks one at a time (task_chunk=1), the fastest
       setting measured on a 2-core CPU (docs/benchmarks.md); second order also recomputes each
       task's forward in the backward pass (remat=True), without which it keeps all 12 tasks'
-      activations (about 20 GB).
+      activations (22 GB measured in chunks of 4).
       sbirjax's model has the paper's FT layers, the official code none (a small share of the
       work); both have the regulariser.
   masbir: one float32 training step, batch 32, CLIP ViT-B/32 shapes (random weights), 224 px,

@@ -68,7 +68,7 @@ def test_steps_peak_rss_leaves_out_what_came_before_the_timed_calls():
     del big
     quiet = common.time_calls(lambda: None, warmup=0, iters=2)["steps_peak_rss_mb"]
     busy = common.time_calls(lambda: np.ones(mb300).sum(), warmup=0, iters=1)["steps_peak_rss_mb"]
-    assert quiet < common.peak_host_rss_mb() - 200  # the whole-process peak keeps the 300 MB
+    assert quiet < common.peak_host_rss_mb() - 200  # the timed calls' peak leaves `big` out
     assert busy > quiet + 200
 
 

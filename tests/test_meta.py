@@ -169,13 +169,20 @@ def test_unadapted_weight_adds_the_outer_loss_of_the_model_as_it_is():
         assert any(np.abs(gb[k]).max() > 0 for k in gb if k != "reg_P" and not is_ft(k))
 
 
-def test_a_term_of_weight_zero_is_skipped_and_changes_no_other_value():
+def test_a_term_of_weight_zero_is_skipped_and_changes_no_other_value(monkeypatch):
     """self_recon at weight 0 is neither decoded nor logged; with dropout and FT active, every other
     term is the same as when it is computed (the kept decodes' dropout masks are unchanged), and
     weight 1 adds exactly its value to the total."""
+    decoded, decode = [], stylemeup.StyleMeUp.decode
+
+    def counting(self, z, **kwargs):
+        decoded[-1].append(z.shape[0])
+        return decode(self, z, **kwargs)
+
     module = stylemeup.StyleMeUp(image_size=8, widths=(2, 3), hidden=4, latent=3, dropout=0.5,
                                  ft=True)
     params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
+    monkeypatch.setattr(stylemeup.StyleMeUp, "decode", counting)
     rng = np.random.default_rng(0)
     task = {"sketches": rng.integers(0, 256, (3, 8, 8, 3), np.uint8),
             "photo": rng.integers(0, 256, (8, 8, 3), np.uint8),
@@ -184,11 +191,13 @@ def test_a_term_of_weight_zero_is_skipped_and_changes_no_other_value():
                "triplet_inv": 1.0, "triplet_f": 1.0}
     out = {}
     for w in (0.0, 1.0):
+        decoded.append([])
         out[w] = stylemeup.task_losses(module, params, task, jax.random.key(3),
                                        dict(weights, self_recon=w), 0.2, sketch_slots=(0, 1),
                                        ft_active=True)
     (total0, terms0), (total1, terms1) = out[0.0], out[1.0]
     assert "self_recon" not in terms0 and float(terms1["self_recon"]) > 0
+    assert decoded == [[5], [5, 1]]  # five codes; the negative only for the weighted term
     for k, v in terms0.items():
         assert float(v) == float(terms1[k]), k
     np.testing.assert_allclose(float(total1), float(total0) + float(terms1["self_recon"]),

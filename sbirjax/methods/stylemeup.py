@@ -66,6 +66,7 @@ class StyleMeUp(nn.Module):
     latent: int = 64
     dropout: float = 0.5
     ft: bool = True
+    ft_init_scale: float = 1.0  # times the FT layers' initial thetas (config.model.ft_init_scale)
     norm_affine: bool = False  # the official code's InstanceNorm2d(affine=False)
     conv_impl: str = "xla"     # 'matmul': convolutions as patches @ kernel (nets/patchconv.py)
     trunk: str = "scratch"     # or an EfficientNet-Lite variant (module docstring)
@@ -73,10 +74,12 @@ class StyleMeUp(nn.Module):
     def setup(self):
         if self.trunk == "scratch":
             self.encoder = ConvEncoder(self.widths, self.hidden, self.dropout, ft=self.ft,
+                                       ft_init_scale=self.ft_init_scale,
                                        norm_affine=self.norm_affine, conv_impl=self.conv_impl)
             features = self.hidden
         else:
-            self.backbone = efficientnet.EfficientNetLite(self.trunk, num_classes=0, ft=self.ft)
+            self.backbone = efficientnet.EfficientNetLite(self.trunk, num_classes=0, ft=self.ft,
+                                                          ft_init_scale=self.ft_init_scale)
             self.backbone_dropout = nn.Dropout(self.dropout)
             features = efficientnet.HEAD_FEATURES
         self.inv = nn.Dense(self.latent)
@@ -174,6 +177,7 @@ def build(model_config) -> StyleMeUp:
     return StyleMeUp(image_size=model_config.image_size, widths=tuple(model_config.widths),
                      hidden=model_config.hidden, latent=model_config.embed_dim,
                      dropout=model_config.dropout, ft=model_config.ft,
+                     ft_init_scale=model_config.ft_init_scale,
                      norm_affine=model_config.norm_affine,
                      conv_impl=model_config.conv_impl, trunk=model_config.backbone)
 

@@ -55,6 +55,12 @@ class FeatureTransform(nn.Module):
         return gamma * h + beta
 
 
+def feature_transform(init_scale: float, name: str) -> FeatureTransform:
+    """A FeatureTransform whose initial thetas are `init_scale` times the defaults."""
+    return FeatureTransform(init_gamma=init_scale * FeatureTransform.init_gamma,
+                            init_beta=init_scale * FeatureTransform.init_beta, name=name)
+
+
 class DownConv(nn.Module):
     """Conv(4x4, stride 2, pad 1), the parameters of nn.Conv. impl 'xla': lax convolution;
     'matmul': patches @ kernel (sbirjax/nets/patchconv.py; fast when vmapped over per-task
@@ -85,6 +91,7 @@ class ConvEncoder(nn.Module):
     hidden: int = 512
     dropout: float = 0.5
     ft: bool = False
+    ft_init_scale: float = 1.0  # times FeatureTransform's initial thetas
     norm_affine: bool = True  # learned scale/bias in InstanceNorm (PyTorch's default has none)
     conv_impl: str = "xla"     # or 'matmul' (see DownConv)
 
@@ -99,7 +106,7 @@ class ConvEncoder(nn.Module):
                 x = nn.InstanceNorm(epsilon=INSTANCE_NORM_EPS, use_scale=self.norm_affine,
                                     use_bias=self.norm_affine, name=f"norm{i}")(x)
                 if self.ft:
-                    x = FeatureTransform(name=f"ft{i}")(x, active=ft_active)
+                    x = feature_transform(self.ft_init_scale, f"ft{i}")(x, active=ft_active)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(self.hidden, name="fc")(x)

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sbirjax.nets.convnet import FeatureTransform
+from sbirjax.nets.convnet import feature_transform
 
 BN_EPS = 1e-3
 STEM_FEATURES = 32
@@ -191,6 +191,7 @@ class MBConv(nn.Module):
     out: int
     depthwise_impl: str = "auto"
     ft: bool = False
+    ft_init_scale: float = 1.0  # times FeatureTransform's initial thetas
 
     @nn.compact
     def __call__(self, x, *, ft_active: bool = False):
@@ -203,7 +204,7 @@ class MBConv(nn.Module):
                           name="depthwise_conv")(h)
         h = FrozenBatchNorm(name="bn1")(h)
         if self.ft:
-            h = FeatureTransform(name="ft")(h, active=ft_active)
+            h = feature_transform(self.ft_init_scale, "ft")(h, active=ft_active)
         h = nn.relu6(h)
         h = FrozenBatchNorm(name="bn2")(PointwiseConv(self.out, name="project_conv")(h))
         if self.stride == 1 and cin == self.out:
@@ -219,6 +220,7 @@ class EfficientNetLite(nn.Module):
     num_classes: int = 1000  # 0: no classifier, the pooled feature only
     depthwise_impl: str = "auto"  # see DepthwiseConv
     ft: bool = False  # FT layers in every MBConv block (see MBConv); not in the ImageNet weights
+    ft_init_scale: float = 1.0
 
     @nn.compact
     def __call__(self, images, *, ft_active: bool = False):
@@ -226,6 +228,7 @@ class EfficientNetLite(nn.Module):
         x = nn.relu6(FrozenBatchNorm(name="bn0")(_conv(STEM_FEATURES, 3, 2, name="conv_stem")(x)))
         for i, (kernel, stride, expand, _, cout) in enumerate(blocks(self.variant)):
             x = MBConv(kernel, stride, expand, cout, self.depthwise_impl, ft=self.ft,
+                       ft_init_scale=self.ft_init_scale,
                        name=f"blocks_{i}")(x, ft_active=ft_active)
         x = nn.relu6(FrozenBatchNorm(name="bn1")(PointwiseConv(HEAD_FEATURES,
                                                                name="conv_head")(x)))

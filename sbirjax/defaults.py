@@ -127,7 +127,8 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     c.model.embed_dim = 64     # d
     c.model.ft = ablation != "no_ft"
     # Scales the FT layers' initial noise (Tseng et al.'s thetas 0.3 and 0.5). 1 is theirs; on the
-    # ImageNet trunk, whose 16 blocks compound it, 1 diverges (docs/stylemeup_styles.md).
+    # ImageNet trunk, whose 16 blocks compound it, 1 diverges and 0.1 diverges later
+    # (docs/stylemeup_styles.md).
     c.model.ft_init_scale = 1.0
     c.model.norm_affine = False
     # Convolutions as patches @ kernel: with the tasks vmapped, per-task weights make batched

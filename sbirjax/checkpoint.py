@@ -39,8 +39,9 @@ def _quiet_abandoned_reads() -> None:
     """Silence the leftovers of an orbax read of a checkpoint already reported unreadable: its
     coroutines, collected later ('Exception ignored in <coroutine ...>'), and tensorstore's
     callbacks into the event loop the failed read closed ('Event loop is closed'), which would
-    each print a traceback. Every other exception is reported as before."""
-    _ABANDONED.append(True)
+    each print a traceback. Every other exception is reported as before. Installed before the
+    first restore is tried: such a callback can fire as soon as the read fails, before the
+    failure reaches sbirjax."""
     if getattr(sys.unraisablehook, "_sbirjax_quiet", False):
         return
     unraisable_hook, except_hook = sys.unraisablehook, sys.excepthook
@@ -102,6 +103,8 @@ class Checkpointer:
         match the checkpoints."""
         steps = sorted(self.manager.all_steps(), reverse=True)
         failed = []
+        if steps:
+            _quiet_abandoned_reads()
         for step in steps:
             try:
                 state = self.restore(abstract_state, shardings, step)
@@ -113,7 +116,7 @@ class Checkpointer:
                 # A failed restore can leave the manager's item handlers guessing at the
                 # layout: the next step is tried with a fresh one. Its abandoned reads would
                 # print their tracebacks when collected: they are reported above already.
-                _quiet_abandoned_reads()
+                _ABANDONED.append(True)
                 self.manager.close()
                 self.manager = self._manager()
                 continue

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import copy
-import ctypes
 import json
 import os
 import platform
-import resource
 import statistics
 import time
 
 import jax
 import numpy as np
+
+from benchmarks.host_memory import (  # noqa: F401 - the benchmarks' names for them
+    peak_host_rss_mb, peak_rss_since_reset_mb, reset_peak_rss)
 
 
 def machine() -> dict:
@@ -35,39 +36,6 @@ def time_calls(fn, *, warmup: int, iters: int) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times),
             "mean_s": statistics.fmean(times), "iters": iters, "warmup": warmup,
             "steps_peak_rss_mb": peak_rss_since_reset_mb() if reset else None}
-
-
-_PEAK_BEFORE_RESET = [0.0]
-
-
-def peak_host_rss_mb() -> float:
-    """The whole process's peak, compilation included (and what came before a reset)."""
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, _PEAK_BEFORE_RESET[0])
-
-
-def reset_peak_rss() -> bool:
-    """Restart the kernel's peak-RSS count (Linux), so that what follows is measured without the
-    compilation before it. False where the kernel offers no such reset. The reset also clears
-    getrusage's maximum, so the peak so far is kept for `peak_host_rss_mb`."""
-    _PEAK_BEFORE_RESET[0] = peak_host_rss_mb()
-    try:  # hand the heap that compiling freed back to the system first (glibc keeps it)
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_since_reset_mb() -> float | None:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return None
 
 
 def emit(record: dict) -> None:

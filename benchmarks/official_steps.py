@@ -26,11 +26,9 @@ Timing: --warmup untimed steps, then the median of --iters steps; torch threads 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -39,46 +37,26 @@ import warnings
 
 import numpy as np
 
+import host_memory  # benchmarks/, this script's folder: standard library only
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures")
 sys.path.insert(0, FIXTURES)
-
-
-def _reset_peak_rss() -> bool:
-    """benchmarks.common.reset_peak_rss's twin (Linux; False elsewhere)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back first, as common does
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_since_reset_mb():
-    with open("/proc/self/status") as f:
-        return next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:")), None)
 
 
 def median_time(step, warmup: int, iters: int) -> dict:
     # benchmarks.common.time_calls's twin: common imports jax, which the torch interpreter lacks.
     for _ in range(warmup):
         step()
-    # The peak RSS of the timed steps alone. The reset also clears getrusage's maximum, so the
-    # peak so far is returned too.
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    reset = _reset_peak_rss()
+    reset = host_memory.reset_peak_rss()  # the peak RSS of the timed steps alone
     times = []
     for _ in range(iters):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
     return {"median_s": statistics.median(times), "min_s": min(times), "iters": iters,
-            "warmup": warmup, "steps_peak_rss_mb": _peak_rss_since_reset_mb() if reset else None,
-            "peak_before_mb": before}
+            "warmup": warmup,
+            "steps_peak_rss_mb": host_memory.peak_rss_since_reset_mb() if reset else None}
 
 
 def stylemeup_step(code: str, tasks: int, first_order: bool, seed: int = 0):
@@ -192,11 +170,8 @@ def main():
         step, setting = masbir_step(args.code, args.batch)
     timing = median_time(step, args.warmup, args.iters)
     a = torch.randn(4096, 4096)
-    mm_timing = median_time(lambda: a @ a, 1, 3)
-    mm = mm_timing["min_s"]
-    timing["peak_rss_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                                timing["peak_before_mb"], timing["steps_peak_rss_mb"] or 0,
-                                mm_timing["peak_before_mb"])
+    mm = median_time(lambda: a @ a, 1, 3)["min_s"]
+    timing["peak_rss_mb"] = host_memory.peak_host_rss_mb()
     print(json.dumps({"side": "official", "which": args.which, "setting": setting, **timing,
                       "matmul_gflops": 2 * 4096 ** 3 / mm / 1e9, "torch": torch.__version__,
                       "threads": torch.get_num_threads(),

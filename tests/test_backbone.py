@@ -128,8 +128,13 @@ def test_stylemeup_on_the_trunk_shapes_mask_and_source():
     assert params["inv"]["kernel"].shape == (1280, c.embed_dim)
     mask = traverse_util.flatten_dict(smu.inner_mask(params), sep="/")
     assert not mask["backbone/blocks_4/ft/theta_beta"] and not mask["reg_P"]
-    assert mask["backbone/blocks_4/project_conv/kernel"]  # the inner step adapts the trunk
+    assert mask["backbone/blocks_4/project_conv/kernel"]  # the inner step adapts the trunk,
     assert mask["decoder/fc/kernel"]
+    # ...at its learning-rate multiplier, as in the outer optimiser; FT layers and heads at 1
+    scale = traverse_util.flatten_dict(smu.inner_lr_scale(params, c), sep="/")
+    assert scale["backbone/blocks_4/project_conv/kernel"] == c.backbone_lr_mult == 0.1
+    assert scale["backbone/blocks_4/ft/theta_beta"] == 1.0 and scale["inv/kernel"] == 1.0
+    assert smu.inner_lr_scale(params, ml_collections.ConfigDict({"backbone": "scratch"})) is None
     assert stylemeup.pretrained_source(c) == "efficientnet_lite0"
     with c.unlocked():
         c.backbone = "resnet50"

@@ -125,6 +125,20 @@ def test_inner_step_updates_only_the_model():
         assert flat["inv/kernel"] and flat["decoder/fc/kernel"]
 
 
+def test_inner_lr_scale_sets_each_leafs_step_and_zero_freezes_it():
+    params = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(3.0), "c": jnp.array(4.0)}
+    mask = {"a": True, "b": True, "c": False}
+    # loss = sum of squares: gradient 2p, so one step of lr 0.1 at scale s is p (1 - 0.2 s)
+    loss = lambda p, k: (sum(jnp.sum(x ** 2) for x in jax.tree.leaves(p)), {})
+    adapted, _ = meta.sgd_adapt(params, loss, lr=0.1, steps=1, mask=mask, first_order=False,
+                                lr_scale={"a": 0.5, "b": 0.0, "c": 1.0})
+    np.testing.assert_allclose(adapted["a"], [0.9, 1.8], rtol=1e-6)
+    assert float(adapted["b"]) == 3.0 and float(adapted["c"]) == 4.0  # scale 0; not masked
+    plain, _ = meta.sgd_adapt(params, loss, lr=0.1, steps=1, mask=mask, first_order=False)
+    np.testing.assert_allclose(plain["a"], [0.8, 1.6], rtol=1e-6)
+    np.testing.assert_allclose(plain["b"], 2.4, rtol=1e-6)
+
+
 @pytest.mark.slow
 def test_matmul_convolutions_chunks_and_remat_give_the_same_meta_gradient():
     """The fast path (patches @ kernel, tasks vmapped) and the low-memory path (tasks one at a

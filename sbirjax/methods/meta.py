@@ -45,9 +45,12 @@ def _constant_where(params, mask, value: bool):
 
 
 def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, first_order: bool,
-              model_first_order: bool = False):
+              model_first_order: bool = False, lr_scale=None):
     """K plain SGD steps on `inner_loss(params, step_index) -> (loss, aux)`, updating only leaves
-    where mask is True. Returns (adapted params, aux of the last inner step or None)."""
+    where mask is True, each at lr times its `lr_scale` leaf (a float; None = 1 everywhere).
+    Returns (adapted params, aux of the last inner step or None)."""
+    if lr_scale is None:
+        lr_scale = jax.tree.map(lambda _: 1.0, mask)
     aux = None
     for k in range(steps):
         at = params
@@ -56,14 +59,15 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
         grads, aux = jax.grad(inner_loss, has_aux=True)(at, k)
         if first_order:
             grads = jax.lax.stop_gradient(grads)
-        params = jax.tree.map(lambda p, g, m: p - lr * g if m else p, params, grads, mask)
+        params = jax.tree.map(lambda p, g, m, s: p - (lr * s) * g if m and s else p,
+                              params, grads, mask, lr_scale)
     return params, aux
 
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
               steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False,
               model_first_order: bool = False, unadapted_weight: float = 0.0,
-              update: str = "maml"):
+              update: str = "maml", lr_scale=None):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
@@ -72,6 +76,7 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
     task_chunk: tasks processed together. 0 vmaps all of them; k runs chunks of k in sequence
     (`lax.map`). After the inner step every task has its own weights, so vmapped convolutions
     become batched-kernel convolutions (unless written as matmuls: nets/patchconv.py).
+    lr_scale: per-leaf multipliers of the inner learning rate (sgd_adapt); None = 1 everywhere.
     remat: recompute each task's forward pass in the backward pass instead of storing it. The
     outer gradient otherwise keeps every task's activations alive at once, whatever the chunk
     size (StyleMeUp at 256 px: ~2.6 GB a task); with remat and chunks of k, only k tasks' worth
@@ -88,7 +93,8 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
         # Each inner step draws its own randomness (FT noise, dropout, z_var samples).
         adapted, inner_aux = sgd_adapt(
             start, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
-            steps=steps, mask=mask, first_order=first_order, model_first_order=model_first_order)
+            steps=steps, mask=mask, first_order=first_order, model_first_order=model_first_order,
+            lr_scale=lr_scale)
         loss, aux = outer_loss(adapted, task, k_out)
         if tseng:  # the model's own gradient: its inner loss, with the first inner step's draws
             plain, _ = inner_loss(_constant_where(params, mask, False), task,

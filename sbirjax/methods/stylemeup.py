@@ -202,6 +202,20 @@ def inner_mask(params):
         {k: not (k == "reg_P" or "/ft" in f"/{k}") for k in flat}, sep="/")
 
 
+def inner_lr_scale(params, model_config):
+    """The inner step's per-leaf learning-rate multipliers, or None (all 1). A pretrained trunk
+    adapts at model.backbone_lr_mult, as in the outer optimiser (0 freezes it in both loops):
+    at the full inner rate one SGD step over the 16 pretrained blocks breaks the trunk and
+    meta-training diverges (docs/stylemeup_styles.md, "On the ImageNet trunk")."""
+    if model_config.backbone == "scratch":
+        return None
+    mult = float(model_config.backbone_lr_mult)
+    flat = traverse_util.flatten_dict(params, sep="/")
+    return traverse_util.unflatten_dict(
+        {k: mult if k.startswith("backbone/") and "/ft/" not in f"/{k}/" else 1.0
+         for k in flat}, sep="/")
+
+
 def episode_parts(task):
     """((inner part, its sketch slots), (outer part, its sketch slots)) of a task.
 
@@ -250,7 +264,7 @@ def meta_objective(module, params, tasks, rng, config):
                           task_chunk=m.task_chunk, remat=m.remat,
                           model_first_order=m.model_first_order,
                           unadapted_weight=m.unadapted_weight,
-                          update=m.update_rule)
+                          update=m.update_rule, lr_scale=inner_lr_scale(params, config.model))
 
 
 def loss(module, params, batch, rng, config):

@@ -96,6 +96,11 @@ class StyleMeUp(nn.Module):
             h = self.encoder(images, train=train, ft_active=ft_active)
         else:
             h = self.backbone(images, ft_active=ft_active)["pooled"]
+            # L2-normalised, as the official code's pretrained backbones return it, then scaled
+            # to unit RMS so the heads start on the scale they have from scratch. Raw, the pooled
+            # ImageNet feature puts the initial KL at 18-28 and the logvar head's inner
+            # gradient at 1e3-1e4, and meta-training diverges (docs/stylemeup_styles.md).
+            h = losses.l2_normalize(h) * jnp.sqrt(jnp.asarray(h.shape[-1], h.dtype))
             h = self.backbone_dropout(h, deterministic=not train)
         return losses.l2_normalize(self.inv(h)), self.mu(h), self.logvar(h)
 

@@ -44,6 +44,7 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
     tasks = jax.tree.map(lambda *a: np.stack(a), *[builder(int(i), rng) for i in picked])
     inner, outer = stylemeup.inner_and_outer(module, config)
     mask = stylemeup.inner_mask(params)
+    lr_scale = stylemeup.inner_lr_scale(params, config.model)
     steps = max(int(config.meta.inner_steps), 1)
 
     def one(task, key):
@@ -51,7 +52,7 @@ def probe(config, workdir: str, *, num_tasks: int = 48, step=None, log=print) ->
         adapted, _ = meta.sgd_adapt(params,
                                     lambda p, k: inner(p, task, jax.random.fold_in(k_in, k)),
                                     lr=config.meta.inner_lr, steps=steps, mask=mask,
-                                    first_order=True)
+                                    first_order=True, lr_scale=lr_scale)
         _, before = outer(params, task, k_out)
         _, after = outer(adapted, task, k_out)
         # Which inner-loss term drives the step: the norm of each weighted term's gradient on

@@ -14,11 +14,12 @@ everything else the model Omega, which is what the inner step updates.
 
 With `trunk` set to an EfficientNet-Lite variant (config.model.backbone), the ImageNet trunk
 (sbirjax/nets/efficientnet.py, under 'backbone/') replaces the conv encoder and its hidden layer:
-the heads read its pooled 1280-d feature (after dropout), FT layers sit in every MBConv block
-('backbone/blocks_<i>/ft/...'), and the regulariser is (1281, latent). The decoder is unchanged,
-trained from scratch, and reconstructs the image on the project's [-1, 1] scale. The inner step
-adapts the trunk too, as the official code's MAML adapts its whole model (its VGG option
-included); the trunk's BatchNorm statistics stay frozen.
+the heads read its pooled 1280-d feature, L2-normalised and scaled to unit RMS (then dropout),
+FT layers sit in every MBConv block ('backbone/blocks_<i>/ft/...'), and the regulariser is
+(1281, latent). The decoder is unchanged, trained from scratch, and reconstructs the image on the
+project's [-1, 1] scale. The inner step adapts the trunk too, as the official code's MAML adapts
+its whole model, but at the trunk's learning-rate multiplier (model.backbone_lr_mult, as in the
+outer optimiser; `inner_lr_scale`); the trunk's BatchNorm statistics stay frozen.
 """
 from __future__ import annotations
 

@@ -150,7 +150,9 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # tasks at once need ~31 GB; task_chunk=4 with remat=True about a third of that.
         "task_chunk": 0, "remat": False,
         # What the inner and outer losses see (sbirjax/data/episodes.py): 'official' (the
-        # released code's episode), 'disjoint' or 'user_split'.
+        # released code's episode), 'disjoint' or 'user_split'. The paper configs keep
+        # 'official': on the styles world no design beats another, or the no-inner-step
+        # ablation, by more than the seed spread (docs/stylemeup_styles.md).
         "episode": "official",
         # 'maml': every parameter takes the meta-gradient (the paper). 'tseng': the model takes
         # the gradient of its plain inner (meta-train) loss and only the FT layers and the

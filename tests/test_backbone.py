@@ -136,28 +136,19 @@ def test_stylemeup_on_the_trunk_shapes_mask_and_source():
     assert scale["backbone/blocks_4/ft/theta_beta"] == 1.0 and scale["inv/kernel"] == 1.0
     assert smu.inner_lr_scale(params, ml_collections.ConfigDict({"backbone": "scratch"})) is None
     assert stylemeup.pretrained_source(c) == "efficientnet_lite0"
+    # the heads read the pooled feature L2-normalised and scaled to unit RMS
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)), jnp.uint8)
+    pooled = efficientnet.EfficientNetLite(num_classes=0).apply(
+        {"params": params["backbone"]}, x)["pooled"]
+    h = pooled / np.linalg.norm(pooled, axis=1, keepdims=True) * np.sqrt(1280)
+    _, mu, logvar = module.apply({"params": params}, x, train=False, method=smu.StyleMeUp.encode)
+    for head, out in (("mu", mu), ("logvar", logvar)):
+        np.testing.assert_allclose(out, h @ params[head]["kernel"] + params[head]["bias"],
+                                   rtol=1e-4, atol=1e-5)
     with c.unlocked():
         c.backbone = "resnet50"
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant"):
         stylemeup.build(c)
-
-
-def test_stylemeup_heads_read_the_trunk_feature_normalised_to_unit_rms():
-    stylemeup = methods.get("stylemeup")
-    c = helpers.load_config("configs/synthetic_stylemeup.py").model
-    with c.unlocked():
-        c.backbone = "efficientnet_lite0"
-    module = stylemeup.build(c)
-    params = stylemeup.init(module, jax.random.key(0), (64, 64, 3))
-    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)), jnp.uint8)
-    pooled = efficientnet.EfficientNetLite(num_classes=0).apply(
-        {"params": {k: v for k, v in params["backbone"].items()}}, x)["pooled"]
-    h = pooled / np.linalg.norm(pooled, axis=1, keepdims=True) * np.sqrt(1280)
-    _, mu, logvar = module.apply({"params": params}, x, train=False, method=smu.StyleMeUp.encode)
-    np.testing.assert_allclose(mu, h @ params["mu"]["kernel"] + params["mu"]["bias"],
-                               rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(logvar, h @ params["logvar"]["kernel"] + params["logvar"]["bias"],
-                               rtol=1e-4, atol=1e-5)
 
 
 def test_ft_init_scale_scales_every_ft_layers_initial_noise_in_both_encoders():

@@ -13,10 +13,9 @@ Rows (each side in its own process, one after the other, so each has the machine
 its own peak RSS):
   stylemeup_first / stylemeup_second: one meta-step of 12 tasks at 256 px, latent 128, one inner
       step, first / second order. sbirjax: `benchmarks.train_step` on configs/synthetic_stylemeup.py
-      at those sizes, the official episode, the tasks one at a time (task_chunk=1), the fastest
-      setting measured on a 2-core CPU (docs/benchmarks.md); second order also recomputes each
-      task's forward in the backward pass (remat=True), without which it keeps all 12 tasks'
-      activations (22 GB measured in chunks of 4).
+      at those sizes, the official episode, the tasks one at a time (task_chunk=1: each task's
+      gradient taken in the loop, as the official code calls backward() per task), the fastest
+      setting measured on a 2-core CPU (docs/benchmarks.md).
       sbirjax's model has the paper's FT layers, the official code none (a small share of the
       work); both have the regulariser.
   masbir: one float32 training step, batch 32, CLIP ViT-B/32 shapes (random weights), 224 px,
@@ -54,7 +53,7 @@ STYLEMEUP_256 = ["--config=configs/synthetic_stylemeup.py", "--config.data.image
                  "--config.model.embed_dim=128"]
 # The fastest settings measured at 256 px on a 2-core CPU (docs/benchmarks.md).
 FIRST_ORDER = ["--config.meta.first_order=True", "--config.meta.task_chunk=1"]
-SECOND_ORDER = ["--config.meta.task_chunk=1", "--config.meta.remat=True"]
+SECOND_ORDER = ["--config.meta.task_chunk=1"]
 
 
 def last_json(text: str) -> dict:

@@ -145,9 +145,10 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # > 0 adds that weight times the outer loss of the un-adapted model (MLDG-style; meta.py).
         # 0 follows the paper and the code.
         "unadapted_weight": 1.0 if ablation == "mldg" else 0.0,
-        # Tasks run together: 0 = vmap all of them; k = chunks of k in sequence. Memory falls
-        # only with remat (recompute each task's forward in the backward pass): at 256 px all 12
-        # tasks at once need ~31 GB; task_chunk=4 with remat=True about a third of that.
+        # Tasks run together: 0 = vmap all of them; k = chunks of k in sequence, each chunk's
+        # gradient taken inside the loop, so only one chunk's activations are live (at 256 px
+        # all 12 tasks at once need ~31 GB). remat: recompute each task's forward pass in the
+        # backward pass; it saves memory only with all tasks vmapped (methods/meta.py).
         "task_chunk": 0, "remat": False,
         # What the inner and outer losses see (sbirjax/data/episodes.py): 'official' (the
         # released code's episode), 'disjoint' or 'user_split'. The paper configs keep

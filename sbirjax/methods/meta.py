@@ -73,21 +73,23 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
     Returns (loss, metrics averaged over tasks; inner metrics are prefixed 'inner/').
 
-    task_chunk: tasks processed together. 0 vmaps all of them; k runs chunks of k in sequence
-    (`lax.map`). After the inner step every task has its own weights, so vmapped convolutions
-    become batched-kernel convolutions (unless written as matmuls: nets/patchconv.py).
+    task_chunk: tasks processed together. 0 vmaps all of them; k runs chunks of k in sequence,
+    each chunk's gradient taken inside the loop and summed (`accumulated`), so only one chunk's
+    activations are ever live, as when the official code calls backward() task by task.
+    After the inner step every task has its own weights, so vmapped convolutions become
+    batched-kernel convolutions (unless written as matmuls: nets/patchconv.py).
     lr_scale: per-leaf multipliers of the inner learning rate (sgd_adapt); None = 1 everywhere.
-    remat: recompute each task's forward pass in the backward pass instead of storing it. The
-    outer gradient otherwise keeps every task's activations alive at once, whatever the chunk
-    size (StyleMeUp at 256 px: ~2.6 GB a task); with remat and chunks of k, only k tasks' worth
-    is live, for about one more forward pass of compute.
+    remat: recompute each task's forward pass in the backward pass instead of storing it. With
+    all tasks vmapped, the outer gradient otherwise keeps every task's activations alive at once
+    (StyleMeUp at 256 px: ~2.6 GB a task); in chunks it saves nothing more and costs about one
+    more forward pass.
     """
     if update not in UPDATES:
         raise ValueError(f"config.meta.update_rule={update!r}: use one of {UPDATES}")
     n = jax.tree.leaves(tasks)[0].shape[0]
     tseng = update == "tseng"
 
-    def one(task, key):
+    def one(params, task, key):
         k_in, k_out = jax.random.split(key)
         start = _constant_where(params, mask, True) if tseng else params
         # Each inner step draws its own randomness (FT noise, dropout, z_var samples).
@@ -113,7 +115,59 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
         one = jax.checkpoint(one)
     keys = jax.random.split(rng, n)
     if task_chunk and task_chunk < n:
-        losses, aux = jax.lax.map(lambda a: one(*a), (tasks, keys), batch_size=task_chunk)
-    else:
-        losses, aux = jax.vmap(one)(tasks, keys)
+        return accumulated(one, task_chunk)(params, tasks, keys)
+    losses, aux = jax.vmap(one, in_axes=(None, 0, 0))(params, tasks, keys)
     return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
+
+
+def accumulated(one: Callable, chunk: int):
+    """(params, tasks, keys) -> (mean loss, mean aux) over the tasks of one(params, task, key),
+    run in chunks of `chunk` in sequence. Its gradient is the mean of the chunks' gradients,
+    each taken inside the loop and added to a running sum as the forward pass goes, so no
+    chunk's activations outlive its iteration (differentiating a `lax.map` instead keeps every
+    chunk's). Reverse mode only (a custom VJP); tasks and keys get no gradient."""
+
+    def sums(params, tasks, keys):
+        losses, aux = jax.vmap(one, in_axes=(None, 0, 0))(params, tasks, keys)
+        return jnp.sum(losses), jax.tree.map(lambda a: jnp.sum(a, axis=0), aux)
+
+    def add(a, b):
+        return jax.tree.map(jnp.add, a, b)
+
+    def run(params, tasks, keys, with_grad: bool):
+        def chunk_sums(xs):  # (loss sum, aux sums, gradient of the loss sum or None)
+            if not with_grad:
+                return (*sums(params, *xs), None)
+            (loss, aux), grad = jax.value_and_grad(sums, has_aux=True)(params, *xs)
+            return loss, aux, grad
+
+        def body(acc, xs):
+            loss, aux, grad = chunk_sums(xs)
+            return (add(acc, grad) if with_grad else acc), (loss, aux)
+
+        n = keys.shape[0]
+        full = n - n % chunk
+        split = lambda a: a[:full].reshape(full // chunk, chunk, *a.shape[1:])
+        init = jax.tree.map(jnp.zeros_like, params) if with_grad else None
+        acc, (loss, aux) = jax.lax.scan(body, init, (jax.tree.map(split, tasks), split(keys)))
+        loss, aux = jnp.sum(loss), jax.tree.map(lambda a: jnp.sum(a, axis=0), aux)
+        if full < n:  # the remainder, as one smaller chunk
+            r_loss, r_aux, r_grad = chunk_sums(jax.tree.map(lambda a: a[full:], (tasks, keys)))
+            loss, aux = loss + r_loss, add(aux, r_aux)
+            acc = add(acc, r_grad) if with_grad else acc
+        mean = lambda t: jax.tree.map(lambda a: a / n, t)
+        return (loss / n, mean(aux)), (mean(acc) if with_grad else None)
+
+    @jax.custom_vjp
+    def f(params, tasks, keys):
+        return run(params, tasks, keys, with_grad=False)[0]
+
+    def fwd(params, tasks, keys):
+        return run(params, tasks, keys, with_grad=True)
+
+    def bwd(grad, cotangent):
+        ct_loss, _ = cotangent  # the metrics are outputs only
+        return jax.tree.map(lambda g: (ct_loss * g).astype(g.dtype), grad), None, None
+
+    f.defvjp(fwd, bwd)
+    return f

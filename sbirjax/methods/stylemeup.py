@@ -201,11 +201,16 @@ def load_pretrained(params, model_config):
                                                             params["backbone"])}
 
 
+def _is_ft(path: str) -> bool:
+    """An FT layer's leaf: 'encoder/ft<i>/...' or 'backbone/blocks_<i>/ft/...'."""
+    return "/ft" in f"/{path}"
+
+
 def inner_mask(params):
     """True on the leaves the inner step adapts (Omega): not the regulariser, not FT layers."""
     flat = traverse_util.flatten_dict(params, sep="/")
     return traverse_util.unflatten_dict(
-        {k: not (k == "reg_P" or "/ft" in f"/{k}") for k in flat}, sep="/")
+        {k: not (k == "reg_P" or _is_ft(k)) for k in flat}, sep="/")
 
 
 def inner_lr_scale(params, model_config):
@@ -218,7 +223,7 @@ def inner_lr_scale(params, model_config):
     mult = float(model_config.backbone_lr_mult)
     flat = traverse_util.flatten_dict(params, sep="/")
     return traverse_util.unflatten_dict(
-        {k: mult if k.startswith("backbone/") and "/ft/" not in f"/{k}/" else 1.0
+        {k: mult if k.startswith("backbone/") and not _is_ft(k) else 1.0
          for k in flat}, sep="/")
 
 

@@ -2,7 +2,8 @@
 
   python -m benchmarks.compare_official --torch_python=/path/to/torchenv/bin/python \
       --stylemeup_code=/path/to/StyleMeUp/Code --masbir_code=/path/to/MA-ZS-SBIR \
-      [--rows=stylemeup_first,stylemeup_second,masbir] [--iters=2] [--warmup=1]
+      [--rows=stylemeup_first,stylemeup_first_unrolled,stylemeup_second,masbir] \
+      [--iters=2] [--warmup=1]
 
 The paths may also come from the environment: SBIRJAX_TORCH_PYTHON, SBIRJAX_STYLEMEUP_CODE,
 SBIRJAX_MASBIR_CODE. Neither torch nor the official code is part of sbirjax: the official steps run
@@ -18,6 +19,8 @@ its own peak RSS):
       setting measured on a 2-core CPU (docs/benchmarks.md).
       sbirjax's model has the paper's FT layers, the official code none (a small share of the
       work); both have the regulariser.
+  stylemeup_first_unrolled: first order with the tasks as straight-line code and lax
+      convolutions (meta.unroll_chunks, model.conv_impl='xla'): faster on CPU, more memory.
   masbir: one float32 training step, batch 32, CLIP ViT-B/32 shapes (random weights), 224 px,
       30 tokens, AdamW. sbirjax: `benchmarks.masbir_step` (its train figure).
 Reported per row: median seconds of each side, sbirjax / official, peak RSS of each process (whole
@@ -38,7 +41,7 @@ from absl import app, flags
 from benchmarks import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROWS = ("stylemeup_first", "stylemeup_second", "masbir")
+ROWS = ("stylemeup_first", "stylemeup_first_unrolled", "stylemeup_second", "masbir")
 _TORCH = flags.DEFINE_string("torch_python", os.environ.get("SBIRJAX_TORCH_PYTHON", ""),
                              "a Python with torch (env SBIRJAX_TORCH_PYTHON)")
 _SMU = flags.DEFINE_string("stylemeup_code", os.environ.get("SBIRJAX_STYLEMEUP_CODE", ""),
@@ -54,6 +57,9 @@ STYLEMEUP_256 = ["--config=configs/synthetic_stylemeup.py", "--config.data.image
 # The fastest settings measured at 256 px on a 2-core CPU (docs/benchmarks.md).
 FIRST_ORDER = ["--config.meta.first_order=True", "--config.meta.task_chunk=1"]
 SECOND_ORDER = ["--config.meta.task_chunk=1"]
+SETTINGS = {"stylemeup_first": FIRST_ORDER, "stylemeup_second": SECOND_ORDER,
+            "stylemeup_first_unrolled": FIRST_ORDER + ["--config.meta.unroll_chunks=True",
+                                                       "--config.model.conv_impl=xla"]}
 
 
 def last_json(text: str) -> dict:
@@ -86,8 +92,8 @@ def sbirjax_side(row: str) -> dict:
                 "steps_peak_rss_mb": t["step_time_s"].get("steps_peak_rss_mb"),
                 "matmul_gflops": r["matmul_peak_gflops"],
                 "fraction_of_matmul": t.get("fraction_of_matmul_peak"), "flops": t.get("flops")}
-    order = FIRST_ORDER if row == "stylemeup_first" else SECOND_ORDER
-    r = run([sys.executable, "-m", "benchmarks.train_step", *STYLEMEUP_256, *order, *timing])
+    r = run([sys.executable, "-m", "benchmarks.train_step", *STYLEMEUP_256, *SETTINGS[row],
+             *timing])
     if "error" in r:
         return r
     u = r["utilisation"]
@@ -107,7 +113,7 @@ def official_side(row: str) -> dict:
         return {"missing": f"give {' and '.join(missing)} (or the SBIRJAX_* environment "
                            "variables) to time the official code"}
     which = ["--which=masbir"] if row == "masbir" else ["--which=stylemeup"]
-    order = ["--first_order"] if row == "stylemeup_first" else []
+    order = ["--first_order"] if row.startswith("stylemeup_first") else []
     r = run([_TORCH.value, os.path.join("benchmarks", "official_steps.py"), *which, *order,
              f"--code={code}", f"--iters={_ITERS.value}", f"--warmup={_WARMUP.value}",
              f"--threads={os.cpu_count()}"])

@@ -149,7 +149,10 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # gradient taken inside the loop, so only one chunk's activations are live (at 256 px
         # all 12 tasks at once need ~31 GB). remat: recompute each task's forward pass in the
         # backward pass; it saves memory only with all tasks vmapped (methods/meta.py).
-        "task_chunk": 0, "remat": False,
+        # unroll_chunks: the chunks as straight-line code, not a loop: with lax convolutions
+        # (model.conv_impl='xla') the fastest 256-px first-order step on CPU, at 2.7x the memory
+        # (docs/benchmarks.md).
+        "task_chunk": 0, "remat": False, "unroll_chunks": False,
         # What the inner and outer losses see (sbirjax/data/episodes.py): 'official' (the
         # released code's episode), 'disjoint' or 'user_split'. The paper configs keep
         # 'official': on the styles world no design beats another, or the no-inner-step

@@ -15,7 +15,8 @@ from tests import helpers
 
 
 def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", task_chunk=0,
-          remat=False, model_first_order=False, unadapted_weight=0.0, parts=False):
+          remat=False, model_first_order=False, unadapted_weight=0.0, parts=False,
+          unroll_chunks=False):
     module = stylemeup.StyleMeUp(image_size=8, widths=(2, 3), hidden=4, latent=3, dropout=0.0,
                                  ft=True, conv_impl=conv_impl)
     params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
@@ -28,7 +29,8 @@ def setup(inner_steps=1, first_order=False, regulariser=True, conv_impl="xla", t
     config = helpers.stylemeup_config(
         meta={"inner_lr": 0.5, "inner_steps": inner_steps, "first_order": first_order,
               "regulariser": regulariser, "task_chunk": task_chunk, "remat": remat,
-              "model_first_order": model_first_order, "unadapted_weight": unadapted_weight},
+              "unroll_chunks": unroll_chunks, "model_first_order": model_first_order,
+              "unadapted_weight": unadapted_weight},
         loss={"margin": 0.2, "triplet_eps": 0.0,
               "weights": {"kl": 1.0, "cross_style": 1.0, "cross_domain": 1.0, "self_recon": 0.0,
                           "triplet_inv": 1.0, "triplet_f": 1.0}})
@@ -139,10 +141,12 @@ def test_inner_lr_scale_sets_each_leafs_step_and_zero_freezes_it():
     np.testing.assert_allclose(plain["b"], 2.4, rtol=1e-6)
 
 
+@pytest.mark.parametrize("unroll", [False, True])
 @pytest.mark.parametrize("chunk", [1, 2, 3])  # 5 tasks: chunks of 2 and 3 leave a remainder
-def test_accumulated_chunks_give_the_mean_and_its_gradient(chunk):
-    """meta.accumulated (each chunk's gradient taken inside the loop) against the plain mean
-    over vmapped tasks: the same value, metrics and gradient, under jit too."""
+def test_accumulated_chunks_give_the_mean_and_its_gradient(chunk, unroll):
+    """meta.accumulated (each chunk's gradient taken inside the loop, in a scan or unrolled)
+    against the plain mean over vmapped tasks: the same value, metrics and gradient, under jit
+    too."""
     def one(p, task, key):
         noise = jax.random.normal(key, ())  # per-task randomness must pair with its task
         loss = jnp.sum(jnp.sin(p["w"] * task) ** 2) + p["b"] ** 2 * (1.0 + noise)
@@ -156,7 +160,7 @@ def test_accumulated_chunks_give_the_mean_and_its_gradient(chunk):
         losses, aux = jax.vmap(one, in_axes=(None, 0, 0))(p, tasks, keys)
         return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
 
-    chunked = meta.accumulated(one, chunk)
+    chunked = meta.accumulated(one, chunk, unroll)
     for f in (chunked, jax.jit(chunked)):
         (value, aux), grads = jax.value_and_grad(lambda p: f(p, tasks, keys), has_aux=True)(
             params)
@@ -174,14 +178,15 @@ def test_accumulated_chunks_give_the_mean_and_its_gradient(chunk):
 @pytest.mark.slow
 def test_matmul_convolutions_chunks_and_remat_give_the_same_meta_gradient():
     """The fast path (patches @ kernel, tasks vmapped) and the low-memory paths (tasks one at a
-    time, each task's gradient taken in the loop; with and without remat) compute the same
-    function and meta-gradient."""
+    time, each task's gradient taken in the loop; with and without remat), and lax
+    convolutions with the tasks unrolled, compute the same function and meta-gradient."""
     with jax.enable_x64(True):
         params, f_ref = setup()
         want_value, want = jax.value_and_grad(f_ref)(params)
         for kw in ({"conv_impl": "matmul"},
                    {"conv_impl": "matmul", "task_chunk": 1},
-                   {"conv_impl": "matmul", "task_chunk": 1, "remat": True}):
+                   {"conv_impl": "matmul", "task_chunk": 1, "remat": True},
+                   {"conv_impl": "xla", "task_chunk": 1, "unroll_chunks": True}):
             _, f = setup(**kw)
             value, grads = jax.value_and_grad(f)(params)
             np.testing.assert_allclose(value, want_value, rtol=1e-10)

@@ -66,8 +66,8 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
               steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False,
-              model_first_order: bool = False, unadapted_weight: float = 0.0,
-              update: str = "maml", lr_scale=None):
+              unroll_chunks: bool = False, model_first_order: bool = False,
+              unadapted_weight: float = 0.0, update: str = "maml", lr_scale=None):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
@@ -76,6 +76,7 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
     task_chunk: tasks processed together. 0 vmaps all of them; k runs chunks of k in sequence,
     each chunk's gradient taken inside the loop and summed (`accumulated`), so only one chunk's
     activations are ever live, as when the official code calls backward() task by task.
+    unroll_chunks: those chunks as straight-line code, not a loop (`accumulated`).
     After the inner step every task has its own weights, so vmapped convolutions become
     batched-kernel convolutions (unless written as matmuls: nets/patchconv.py).
     lr_scale: per-leaf multipliers of the inner learning rate (sgd_adapt); None = 1 everywhere.
@@ -115,19 +116,26 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
         one = jax.checkpoint(one)
     keys = jax.random.split(rng, n)
     if task_chunk and task_chunk < n:
-        return accumulated(one, task_chunk)(params, tasks, keys)
+        return accumulated(one, task_chunk, unroll_chunks)(params, tasks, keys)
     losses, aux = jax.vmap(one, in_axes=(None, 0, 0))(params, tasks, keys)
     return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
 
 
-def accumulated(one: Callable, chunk: int):
+def accumulated(one: Callable, chunk: int, unroll: bool = False):
     """(params, tasks, keys) -> (mean loss, mean aux) over the tasks of one(params, task, key),
     run in chunks of `chunk` in sequence. Its gradient is the mean of the chunks' gradients,
     each taken inside the loop and added to a running sum as the forward pass goes, so no
     chunk's activations outlive its iteration (differentiating a `lax.map` instead keeps every
-    chunk's). Reverse mode only (a custom VJP); tasks and keys get no gradient."""
+    chunk's). Reverse mode only (a custom VJP); tasks and keys get no gradient.
+
+    unroll: the chunks as straight-line code instead of a `lax.scan` (and a chunk of one task
+    without the vmap). XLA:CPU runs a convolution inside a loop body far slower than the same
+    convolution outside one (a kernel gradient 20-70x), so lax convolutions need this form; XLA
+    may then overlap chunks, which costs memory and compile time (docs/benchmarks.md)."""
 
     def sums(params, tasks, keys):
+        if unroll and keys.shape[0] == 1:
+            return one(params, jax.tree.map(lambda a: a[0], tasks), keys[0])
         losses, aux = jax.vmap(one, in_axes=(None, 0, 0))(params, tasks, keys)
         return jnp.sum(losses), jax.tree.map(lambda a: jnp.sum(a, axis=0), aux)
 
@@ -149,7 +157,15 @@ def accumulated(one: Callable, chunk: int):
         full = n - n % chunk
         split = lambda a: a[:full].reshape(full // chunk, chunk, *a.shape[1:])
         init = jax.tree.map(jnp.zeros_like, params) if with_grad else None
-        acc, (loss, aux) = jax.lax.scan(body, init, (jax.tree.map(split, tasks), split(keys)))
+        xs = (jax.tree.map(split, tasks), split(keys))
+        if unroll:
+            acc, outs = init, []
+            for i in range(full // chunk):
+                acc, out = body(acc, jax.tree.map(lambda a: a[i], xs))
+                outs.append(out)
+            loss, aux = jax.tree.map(lambda *a: jnp.stack(a), *outs)
+        else:
+            acc, (loss, aux) = jax.lax.scan(body, init, xs)
         loss, aux = jnp.sum(loss), jax.tree.map(lambda a: jnp.sum(a, axis=0), aux)
         if full < n:  # the remainder, as one smaller chunk
             r_loss, r_aux, r_grad = chunk_sums(jax.tree.map(lambda a: a[full:], (tasks, keys)))

@@ -273,6 +273,7 @@ def meta_objective(module, params, tasks, rng, config):
     return meta.maml_loss(params, tasks, rng, inner_loss=inner, outer_loss=outer, lr=m.inner_lr,
                           steps=m.inner_steps, mask=inner_mask(params), first_order=m.first_order,
                           task_chunk=m.task_chunk, remat=m.remat,
+                          unroll_chunks=m.unroll_chunks,
                           model_first_order=m.model_first_order,
                           unadapted_weight=m.unadapted_weight,
                           update=m.update_rule, lr_scale=inner_lr_scale(params, config.model))

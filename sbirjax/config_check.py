@@ -126,6 +126,8 @@ def check(config, num_devices: int | None = None) -> None:
         if chunk and batch:
             need(batch % chunk == 0, "meta.task_chunk", chunk,
                  f"use 0 or a divisor of batch_size={batch}")
+        need(chunk > 0 or not config.meta.unroll_chunks, "meta.unroll_chunks",
+             config.meta.unroll_chunks, "it unrolls the chunks of meta.task_chunk: set that > 0")
         need(config.meta.update_rule in meta.UPDATES, "meta.update_rule",
              config.meta.update_rule, f"use one of {meta.UPDATES}")
         try:

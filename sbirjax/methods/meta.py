@@ -130,8 +130,9 @@ def accumulated(one: Callable, chunk: int, unroll: bool = False):
 
     unroll: the chunks as straight-line code instead of a `lax.scan` (and a chunk of one task
     without the vmap). XLA:CPU runs a convolution inside a loop body far slower than the same
-    convolution outside one (a kernel gradient 20-70x), so lax convolutions need this form; XLA
-    may then overlap chunks, which costs memory and compile time (docs/benchmarks.md)."""
+    convolution outside one (forward and backward about 20x), so lax convolutions need this
+    form; XLA may then overlap chunks, which costs memory and compile time (docs/benchmarks.md).
+    """
 
     def sums(params, tasks, keys):
         if unroll and keys.shape[0] == 1:

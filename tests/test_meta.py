@@ -141,8 +141,9 @@ def test_inner_lr_scale_sets_each_leafs_step_and_zero_freezes_it():
     np.testing.assert_allclose(plain["b"], 2.4, rtol=1e-6)
 
 
-@pytest.mark.parametrize("unroll", [False, True])
-@pytest.mark.parametrize("chunk", [1, 2, 3])  # 5 tasks: chunks of 2 and 3 leave a remainder
+# 5 tasks: chunks of 2 and 3 leave a remainder; unrolled, a chunk of 1 skips the vmap
+@pytest.mark.parametrize("chunk,unroll", [(1, False), (2, False), (3, False), (1, True),
+                                          (2, True)])
 def test_accumulated_chunks_give_the_mean_and_its_gradient(chunk, unroll):
     """meta.accumulated (each chunk's gradient taken inside the loop, in a scan or unrolled)
     against the plain mean over vmapped tasks: the same value, metrics and gradient, under jit

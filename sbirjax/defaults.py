@@ -151,7 +151,7 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # backward pass; it saves memory only with all tasks vmapped (methods/meta.py).
         # unroll_chunks: the chunks as straight-line code, not a loop: with lax convolutions
         # (model.conv_impl='xla') the fastest 256-px first-order step on CPU, at about 3x the
-        # memory (docs/benchmarks.md). Needs task_chunk > 0.
+        # loop's memory (docs/benchmarks.md). Needs task_chunk > 0.
         "task_chunk": 0, "remat": False, "unroll_chunks": False,
         # What the inner and outer losses see (sbirjax/data/episodes.py): 'official' (the
         # released code's episode), 'disjoint' or 'user_split'. The paper configs keep

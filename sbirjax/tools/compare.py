@@ -6,6 +6,8 @@
                                   [--bars=bars.png --bar_metric=rank_avg
                                    --bar_splits=test,test_seen_users --chance=100.5]
                                   [--seeds --gap_split=test_seen_users]
+                                  [--gap_split=test_seen_users --gap_curves=gap.png
+                                   --gap_metric=acc@10]
 
 The table reads <run>/results.json (the last evaluation), or with --step the evaluation at that
 step from <run>/metrics.jsonl, so runs of different lengths compare at the same point.
@@ -18,6 +20,10 @@ step, one line per run. --bars draws one metric per run as grouped bars, one bar
 --seeds groups runs whose directory names differ only in a trailing `_s<seed>` into one row of
 mean +- standard deviation over seeds (n-1), with --gap_split's values and the gap
 (gap_split minus split, computed per seed) beside each metric.
+--gap_curves plots, per seed group, --gap_metric on --split (solid) and on --gap_split (dashed)
+against the step, mean over seeds with a band of +- one standard deviation, and beside it the
+gap (gap_split minus split, per seed): where a seen/unseen gap opens, and which runs narrow it.
+Steps where not every seed of a group has been evaluated are left out of that group's lines.
 """
 from __future__ import annotations
 
@@ -47,6 +53,9 @@ _BAR_SPLITS = flags.DEFINE_list("bar_splits", [], "splits for --bars; empty: --s
 _CHANCE = flags.DEFINE_float("chance", None, "--bars draws a dashed line at this value")
 _SEEDS = flags.DEFINE_bool("seeds", False, "one row per group of seeds (names ending _s<N>)")
 _GAP_SPLIT = flags.DEFINE_string("gap_split", "", "with --seeds: a second split and the gap")
+_GAP_CURVES = flags.DEFINE_string("gap_curves", "", "where to write the seen/unseen curves (PNG); "
+                                  "needs --gap_split")
+_GAP_METRIC = flags.DEFINE_string("gap_metric", "acc@10", "metric for --gap_curves")
 
 
 NOT_SPLITS = ("train", "resume", "preempted")  # record kinds that are not evaluations
@@ -225,6 +234,60 @@ def curves(runs, split: str, train_metric, out: str, eval_metric: str = "rank_av
     print(f"wrote {out}")
 
 
+def group_curves(group, split: str, gap_split: str, metric: str) -> dict[str, np.ndarray]:
+    """A seed group's `metric` on both splits at the steps every run of the group evaluated
+    both: 'steps' (n,), 'split' and 'gap_split' (seeds, n), 'gap' (seeds, n) = gap_split - split."""
+    per_run = []
+    for run in group:
+        rows = records(run)
+        per_run.append({kind: {r["step"]: r[metric] for r in rows
+                               if r.get("kind") == kind and metric in r}
+                        for kind in (split, gap_split)})
+    steps = sorted(set.intersection(*(set(v[split]) & set(v[gap_split]) for v in per_run)))
+    a = np.array([[v[split][t] for t in steps] for v in per_run], np.float64).reshape(
+        len(group), len(steps))
+    b = np.array([[v[gap_split][t] for t in steps] for v in per_run], np.float64).reshape(
+        len(group), len(steps))
+    return {"steps": np.asarray(steps), "split": a, "gap_split": b, "gap": b - a}
+
+
+def gap_curves(runs, split: str, gap_split: str, metric: str, out: str) -> dict[str, dict]:
+    """Two panels per seed group (seed_groups): `metric` on `split` (solid) and `gap_split`
+    (dashed) against the step, and their per-seed gap; mean over seeds, +- one sd shaded.
+    Returns group_curves() per group."""
+    plt = _pyplot()
+    scale = 100.0 if metric.startswith(("acc@", "map", "p@", "p_minr")) else 1.0
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    result = {}
+    for i, (name, group) in enumerate(seed_groups(runs).items()):
+        c = result[name] = group_curves(group, split, gap_split, metric)
+        if not len(c["steps"]):
+            print(f"warning: {name}: no step at which every seed evaluated both '{split}' and "
+                  f"'{gap_split}'; left out of the plot", file=sys.stderr)
+            continue
+        colour = colours[i % len(colours)]
+        label = f"{name} ({len(group)} seed{'s' if len(group) > 1 else ''})"
+        for ax, key, ls, lab in ((axes[0], "split", "-", f"{label}, {split}"),
+                                 (axes[0], "gap_split", "--", f"{label}, {gap_split}"),
+                                 (axes[1], "gap", "-", label)):
+            v = scale * c[key]
+            mean, sd = v.mean(axis=0), (v.std(axis=0, ddof=1) if len(v) > 1 else 0 * v[0])
+            ax.plot(c["steps"], mean, ls=ls, marker="o", ms=3, color=colour, label=lab)
+            ax.fill_between(c["steps"], mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
+    axes[1].axhline(0.0, color="k", lw=0.8)
+    axes[0].set_title(f"{metric}: '{split}' (solid), '{gap_split}' (dashed)", fontsize=10)
+    axes[1].set_title(f"gap: {metric} on '{gap_split}' minus '{split}'", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out)
+    print(f"wrote {out}")
+    return result
+
+
 def bars(runs, splits, metric: str, out: str, step: int | None = None,
          chance: float | None = None) -> np.ndarray:
     """Horizontal bars of `metric`, one group per run (top to bottom in the order given), one bar
@@ -263,8 +326,12 @@ def main(argv):
     if not runs:
         raise UserError("give one or more run directories: "
                         "python -m sbirjax.tools.compare RUN [RUN ...]")
+    if _GAP_CURVES.value and not _GAP_SPLIT.value:
+        raise UserError("--gap_curves needs --gap_split (e.g. --gap_split=test_seen_users): the "
+                        "second split whose gap to --split it plots")
     splits = [_SPLIT.value, *([_GAP_SPLIT.value] if _GAP_SPLIT.value else []), *_BAR_SPLITS.value]
-    check_names(runs, splits, list(_METRICS.value) + ([_BAR_METRIC.value] if _BARS.value else []))
+    check_names(runs, splits, list(_METRICS.value) + ([_BAR_METRIC.value] if _BARS.value else [])
+                + ([_GAP_METRIC.value] if _GAP_CURVES.value else []))
     if _SEEDS.value:
         print(seed_table(runs, _SPLIT.value, _METRICS.value, _GAP_SPLIT.value, _STEP.value))
     else:
@@ -273,6 +340,8 @@ def main(argv):
         plot(runs, _SPLIT.value, _OUT.value)
     if _CURVES.value:
         curves(runs, _SPLIT.value, _TRAIN_METRIC.value, _CURVES.value)
+    if _GAP_CURVES.value:
+        gap_curves(runs, _SPLIT.value, _GAP_SPLIT.value, _GAP_METRIC.value, _GAP_CURVES.value)
     if _BARS.value:
         bars(runs, _BAR_SPLITS.value or [_SPLIT.value], _BAR_METRIC.value, _BARS.value,
              _STEP.value, _CHANCE.value)

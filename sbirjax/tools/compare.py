@@ -21,8 +21,9 @@ step, one line per run. --bars draws one metric per run as grouped bars, one bar
 mean +- standard deviation over seeds (n-1), with --gap_split's values and the gap
 (gap_split minus split, computed per seed) beside each metric.
 --gap_curves plots, per seed group, --gap_metric on --split (solid) and on --gap_split (dashed)
-against the step, mean over seeds with a band of +- one standard deviation, and beside it the
-gap (gap_split minus split, per seed): where a seen/unseen gap opens, and which runs narrow it.
+against the step, mean over seeds with a band of +- one standard deviation; beside it the gap
+(gap_split minus split, per seed) against the step, and against the metric reached on --split
+(a weaker model has less room for a gap): where a seen/unseen gap opens, and which runs narrow it.
 Steps where not every seed of a group has been evaluated are left out of that group's lines.
 """
 from __future__ import annotations
@@ -252,13 +253,13 @@ def group_curves(group, split: str, gap_split: str, metric: str) -> dict[str, np
 
 
 def gap_curves(runs, split: str, gap_split: str, metric: str, out: str) -> dict[str, dict]:
-    """Two panels per seed group (seed_groups): `metric` on `split` (solid) and `gap_split`
-    (dashed) against the step, and their per-seed gap; mean over seeds, +- one sd shaded.
-    Returns group_curves() per group."""
+    """Per seed group (seed_groups): `metric` on `split` (solid) and `gap_split` (dashed)
+    against the step; their per-seed gap against the step; and the gap against the metric on
+    `split`. Means over seeds, +- one sd. Returns group_curves() per group."""
     plt = _pyplot()
     scale = 100.0 if metric.startswith(("acc@", "map", "p@", "p_minr")) else 1.0
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4), dpi=110)
     result = {}
     for i, (name, group) in enumerate(seed_groups(runs).items()):
         c = result[name] = group_curves(group, split, gap_split, metric)
@@ -275,11 +276,18 @@ def gap_curves(runs, split: str, gap_split: str, metric: str, out: str) -> dict[
             mean, sd = v.mean(axis=0), (v.std(axis=0, ddof=1) if len(v) > 1 else 0 * v[0])
             ax.plot(c["steps"], mean, ls=ls, marker="o", ms=3, color=colour, label=lab)
             ax.fill_between(c["steps"], mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
-    axes[1].axhline(0.0, color="k", lw=0.8)
+        # the gap against the accuracy reached: a weaker model has less room for a gap
+        x, y = scale * c["split"], scale * c["gap"]
+        axes[2].errorbar(x.mean(axis=0), y.mean(axis=0), marker="o", ms=3, color=colour,
+                         yerr=y.std(axis=0, ddof=1) if len(y) > 1 else None, capsize=2,
+                         label=label)
+    for ax in axes[1:]:
+        ax.axhline(0.0, color="k", lw=0.8)
     axes[0].set_title(f"{metric}: '{split}' (solid), '{gap_split}' (dashed)", fontsize=10)
     axes[1].set_title(f"gap: {metric} on '{gap_split}' minus '{split}'", fontsize=10)
-    for ax in axes:
-        ax.set_xlabel("step")
+    axes[2].set_title(f"the gap against {metric} on '{split}' (each point a step)", fontsize=10)
+    for ax, xlabel in zip(axes, ("step", "step", f"{metric} on '{split}'")):
+        ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

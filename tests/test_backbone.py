@@ -37,6 +37,12 @@ def stylemeup_on_the_trunk():
     return c, module, params
 
 
+def without_ft(backbone):
+    """Lite0 parameters with the FT layers taken out: the plain network's tree."""
+    return {k: {m: p for m, p in v.items() if m != "ft"} if isinstance(v, dict) else v
+            for k, v in backbone.items()}
+
+
 @jax.jit
 def pooled(params, images):
     """Lite0's pooled feature (no FT layers)."""
@@ -129,9 +135,7 @@ def test_ft_layers_in_every_mbconv_block_are_the_identity_unless_active():
     ft_blocks = sorted(k for k, v in params.items() if "ft" in v)
     assert ft_blocks == sorted(f"blocks_{i}" for i in range(16))  # Lite0's 16 MBConv blocks
     assert params["blocks_3"]["ft"]["theta_gamma"].shape == (144,)  # the depthwise conv's width
-    plain = {k: {m: p for m, p in v.items() if m != "ft"} if isinstance(v, dict) else v
-             for k, v in params.items()}
-    base = pooled(plain, IMAGES)
+    base = pooled(without_ft(params), IMAGES)
     with_ft = efficientnet.EfficientNetLite(num_classes=0, ft=True)
     apply = jax.jit(lambda p, x, active: with_ft.apply({"params": p}, x, ft_active=active,
                                                         rngs={"ft": jax.random.key(1)})["pooled"],
@@ -226,9 +230,7 @@ def test_triplet_sn_without_a_head_embeds_the_normalised_feature():
     # about 10 s on 2 cores
     shapes = jax.eval_shape(lambda r: triplet.init(module, r, (64, 64, 3)), jax.random.key(0))
     assert "head" not in shapes
-    backbone = stylemeup_on_the_trunk()[2]["backbone"]
-    params = {"backbone": {k: {m: p for m, p in v.items() if m != "ft"} if isinstance(v, dict)
-                           else v for k, v in backbone.items()}}
+    params = {"backbone": without_ft(stylemeup_on_the_trunk()[2]["backbone"])}
     assert jax.tree.map(lambda a: a.shape, params) == jax.tree.map(lambda a: a.shape, shapes)
     z = jax.jit(lambda p, x: triplet.embed(module, p, x, "photo"))(params, IMAGES)
     feature = pooled(params["backbone"], IMAGES)

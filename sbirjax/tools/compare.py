@@ -62,6 +62,11 @@ _GAP_METRIC = flags.DEFINE_string("gap_metric", "acc@10", "metric for --gap_curv
 NOT_SPLITS = ("train", "resume", "preempted")  # record kinds that are not evaluations
 
 
+def _percent(metric: str) -> bool:
+    """Whether a metric is a fraction shown in percent (acc@k, mAP, P@k)."""
+    return metric.startswith(("acc@", "map", "p@", "p_minr"))
+
+
 def records(run: str) -> list[dict]:
     """Every record of <run>/metrics.jsonl (a local or gs:// run)."""
     path = epath.Path(run) / rundir.METRICS
@@ -141,7 +146,7 @@ def seed_groups(runs) -> dict[str, list[str]]:
 
 def _mean_sd(name, values) -> str:
     v = np.asarray(values, np.float64)
-    scale = 100.0 if name.startswith(("acc@", "map", "p@", "p_minr")) else 1.0
+    scale = 100.0 if _percent(name) else 1.0
     sd = f" +- {scale * np.std(v, ddof=1):.1f}" if len(v) > 1 else ""
     return f"{scale * np.mean(v):.1f}{sd}"
 
@@ -172,7 +177,7 @@ def seed_table(runs, split: str, metric_names, gap_split: str = "", step: int | 
 def _fmt(name, v):
     if v is None:
         return "-"
-    return f"{100 * v:.1f}%" if name.startswith(("acc@", "map", "p@", "p_minr")) else f"{v:.2f}"
+    return f"{100 * v:.1f}%" if _percent(name) else f"{v:.2f}"
 
 
 def rank_spread(ranks, photos) -> np.ndarray:
@@ -245,10 +250,8 @@ def group_curves(group, split: str, gap_split: str, metric: str) -> dict[str, np
                                if r.get("kind") == kind and metric in r}
                         for kind in (split, gap_split)})
     steps = sorted(set.intersection(*(set(v[split]) & set(v[gap_split]) for v in per_run)))
-    a = np.array([[v[split][t] for t in steps] for v in per_run], np.float64).reshape(
-        len(group), len(steps))
-    b = np.array([[v[gap_split][t] for t in steps] for v in per_run], np.float64).reshape(
-        len(group), len(steps))
+    a, b = (np.array([[v[kind][t] for t in steps] for v in per_run], np.float64).reshape(
+        len(group), len(steps)) for kind in (split, gap_split))
     return {"steps": np.asarray(steps), "split": a, "gap_split": b, "gap": b - a}
 
 
@@ -257,7 +260,7 @@ def gap_curves(runs, split: str, gap_split: str, metric: str, out: str) -> dict[
     against the step; their per-seed gap against the step; and the gap against the metric on
     `split`. Means over seeds, +- one sd. Returns group_curves() per group."""
     plt = _pyplot()
-    scale = 100.0 if metric.startswith(("acc@", "map", "p@", "p_minr")) else 1.0
+    scale = 100.0 if _percent(metric) else 1.0
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4), dpi=110)
     result = {}

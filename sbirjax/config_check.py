@@ -130,6 +130,8 @@ def check(config, num_devices: int | None = None) -> None:
              config.meta.unroll_chunks, "it unrolls the chunks of meta.task_chunk: set that > 0")
         need(config.meta.update_rule in meta.UPDATES, "meta.update_rule",
              config.meta.update_rule, f"use one of {meta.UPDATES}")
+        need(config.meta.hessian in meta.HESSIANS, "meta.hessian", config.meta.hessian,
+             f"use one of {meta.HESSIANS}")
         try:
             episodes.check(config.meta.episode, pairing=config.data.pairing,
                            num_users=episodes.training_users(config.data))

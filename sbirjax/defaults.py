@@ -163,7 +163,12 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
         # regulariser take the meta-gradient (Tseng et al., ICLR 2020); combine with
         # unadapted_weight > 0 for MLDG's extra outer loss of the un-adapted model. (Not named
         # 'update': that is a ConfigDict method.)
-        "update_rule": "maml"})
+        "update_rule": "maml",
+        # How second order differentiates the inner step: 'forward' (Hessian-vector products
+        # forward-over-reverse, in each inner step's VJP) or 'reverse' (back through the inner
+        # backward pass): the same gradient; 'forward' took 0.68x the time of 'reverse' at 256
+        # px and 0.90x at 64 px on CPU, with less memory (methods/meta.py, docs/benchmarks.md).
+        "hessian": "forward"})
     if ablation.startswith("inner"):
         c.meta.inner_steps = int(ablation[len("inner"):])
     c.optim.lr = 1e-4

@@ -27,6 +27,14 @@ gradient of its plain inner (meta-train) loss, and only the other leaves (FT lay
 take the meta-gradient of the outer loss through the inner step. The objective is
     inner_loss(params | others constant) + outer_loss(adapted(params | model constant)),
 so each group sees exactly one of the two terms. 'maml' (default) sends the meta-gradient to all.
+
+`hessian` says how second order differentiates an inner step, not what: through one step the
+meta-gradient is ct - H (lr * ct), H the inner loss's Hessian and ct the gradient reaching the
+adapted weights. 'forward' (the default) gives each inner step a VJP that computes H v as the
+JVP of the inner gradient (forward-over-reverse), from the linearisation it keeps of the inner
+pass (or, with remat, by running that pass again). 'reverse' back-propagates through the
+inner backward pass (reverse-over-reverse). On CPU 'forward' took 0.68x the time of 'reverse'
+at 256 px, with less memory (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ import jax.numpy as jnp
 
 
 UPDATES = ("maml", "tseng")
+HESSIANS = ("reverse", "forward")
 
 
 def _constant_where(params, mask, value: bool):
@@ -64,10 +73,76 @@ def sgd_adapt(params, inner_loss: Callable, *, lr: float, steps: int, mask, firs
     return params, aux
 
 
+def hvp_sgd_step(inner_loss: Callable, *, lr: float, mask, lr_scale=None,
+                 model_first_order: bool = False, recompute: bool = False):
+    """One `sgd_adapt` step as (params, task, key) -> (adapted params, aux), for
+    inner_loss(params, task, key) -> (loss, aux), whose VJP takes the Hessian-vector product
+    forward-over-reverse (module docstring). The same value and gradient as
+    sgd_adapt(first_order=False); aux receives no gradient; task and key none.
+
+    The inner gradient is linearised as it is computed and the linearisation kept for the
+    VJP; recompute=True keeps only the inputs and runs the inner pass again there (a JVP),
+    for less memory and one more inner forward and backward pass."""
+    if lr_scale is None:
+        lr_scale = jax.tree.map(lambda _: 1.0, mask)
+    rates = jax.tree.leaves(jax.tree.map(lambda m, s: lr * s if m and s else 0.0, mask, lr_scale))
+    models = jax.tree.leaves(mask)
+    adapted = [i for i, r in enumerate(rates) if r]
+
+    def gradient(params, task, key):
+        return jax.grad(inner_loss, has_aux=True)(params, task, key)
+
+    # The custom VJP returns the adapted leaves only: a leaf passed through unchanged would be
+    # an un-batched output under vmap, whose cotangent JAX sums over the tasks before this
+    # rule sees it, so each task would pass on every task's.
+    def step(params, task, key):
+        grads, aux = gradient(params, task, key)
+        p, g = jax.tree.leaves(params), jax.tree.leaves(grads)
+        return [p[i] - rates[i] * g[i] for i in adapted], aux
+
+    def fwd(params, task, key):
+        if recompute:
+            return step(params, task, key), (params, task, key)
+        grads, hvp, aux = jax.linearize(lambda p: gradient(p, task, key), params, has_aux=True)
+        p, g = jax.tree.leaves(params), jax.tree.leaves(grads)
+        return ([p[i] - rates[i] * g[i] for i in adapted], aux), (params, hvp)
+
+    def bwd(res, cotangent):
+        ct, _ = cotangent  # aux is an output only
+        leaves, treedef = jax.tree.flatten(res[0])
+        v = [jnp.zeros_like(a) for a in leaves]
+        for j, i in enumerate(adapted):
+            v[i] = rates[i] * ct[j]
+        v = treedef.unflatten(v)
+        if recompute:
+            params, task, key = res
+            _, hv = jax.jvp(lambda p: gradient(p, task, key)[0], (params,), (v,))
+        else:
+            hv = res[1](v)
+        out = [jnp.zeros_like(h) if model_first_order and m else -h  # sgd_adapt's split
+               for h, m in zip(jax.tree.leaves(hv), models)]
+        for j, i in enumerate(adapted):
+            out[i] = out[i] + ct[j]
+        return treedef.unflatten(out), None, None
+
+    f = jax.custom_vjp(step)
+    f.defvjp(fwd, bwd)
+
+    def apply(params, task, key):
+        new, aux = f(params, task, key)
+        leaves, treedef = jax.tree.flatten(params)
+        for j, i in enumerate(adapted):
+            leaves[i] = new[j]
+        return treedef.unflatten(leaves), aux
+
+    return apply
+
+
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,
               steps: int, mask, first_order: bool, task_chunk: int = 0, remat: bool = False,
               unroll_chunks: bool = False, model_first_order: bool = False,
-              unadapted_weight: float = 0.0, update: str = "maml", lr_scale=None):
+              unadapted_weight: float = 0.0, update: str = "maml", lr_scale=None,
+              hessian: str = "forward"):
     """Mean outer loss over the leading (task) axis of `tasks`, each task adapted on its own.
 
     inner_loss(params, task, rng) and outer_loss(params, task, rng) return (loss, metrics dict).
@@ -80,13 +155,22 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
     After the inner step every task has its own weights, so vmapped convolutions become
     batched-kernel convolutions (unless written as matmuls: nets/patchconv.py).
     lr_scale: per-leaf multipliers of the inner learning rate (sgd_adapt); None = 1 everywhere.
+    hessian: 'reverse' or 'forward', how second order differentiates the inner step (module
+    docstring); first order ignores it.
     remat: recompute each task's forward pass in the backward pass instead of storing it. With
     all tasks vmapped, the outer gradient otherwise keeps every task's activations alive at once
     (StyleMeUp at 256 px: ~2.6 GB a task); in chunks it saves nothing more and costs about one
-    more forward pass.
+    more forward pass. With hessian='forward' it also recomputes each inner step's pass for its
+    Hessian-vector product instead of keeping its linearisation.
     """
     if update not in UPDATES:
         raise ValueError(f"config.meta.update_rule={update!r}: use one of {UPDATES}")
+    if hessian not in HESSIANS:
+        raise ValueError(f"config.meta.hessian={hessian!r}: use one of {HESSIANS}")
+    forward = hessian == "forward" and not first_order
+    if forward:
+        step = hvp_sgd_step(inner_loss, lr=lr, mask=mask, lr_scale=lr_scale,
+                            model_first_order=model_first_order, recompute=remat)
     n = jax.tree.leaves(tasks)[0].shape[0]
     tseng = update == "tseng"
 
@@ -94,10 +178,15 @@ def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable,
         k_in, k_out = jax.random.split(key)
         start = _constant_where(params, mask, True) if tseng else params
         # Each inner step draws its own randomness (FT noise, dropout, z_var samples).
-        adapted, inner_aux = sgd_adapt(
-            start, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
-            steps=steps, mask=mask, first_order=first_order, model_first_order=model_first_order,
-            lr_scale=lr_scale)
+        if forward:
+            adapted, inner_aux = start, None
+            for k in range(steps):
+                adapted, inner_aux = step(adapted, task, jax.random.fold_in(k_in, k))
+        else:
+            adapted, inner_aux = sgd_adapt(
+                start, lambda p, k: inner_loss(p, task, jax.random.fold_in(k_in, k)), lr=lr,
+                steps=steps, mask=mask, first_order=first_order,
+                model_first_order=model_first_order, lr_scale=lr_scale)
         loss, aux = outer_loss(adapted, task, k_out)
         if tseng:  # the model's own gradient: its inner loss, with the first inner step's draws
             plain, _ = inner_loss(_constant_where(params, mask, False), task,

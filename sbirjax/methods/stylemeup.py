@@ -276,7 +276,8 @@ def meta_objective(module, params, tasks, rng, config):
                           unroll_chunks=m.unroll_chunks,
                           model_first_order=m.model_first_order,
                           unadapted_weight=m.unadapted_weight,
-                          update=m.update_rule, lr_scale=inner_lr_scale(params, config.model))
+                          update=m.update_rule, lr_scale=inner_lr_scale(params, config.model),
+                          hessian=m.hessian)
 
 
 def loss(module, params, batch, rng, config):

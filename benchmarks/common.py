@@ -10,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+from absl import flags
 
 from benchmarks.host_memory import (  # noqa: F401 - the benchmarks' names for them
     peak_host_rss_mb, peak_rss_since_reset_mb, reset_peak_rss)
@@ -64,12 +65,22 @@ def matmul_peak_gflops(n: int = 4096, iters: int = 5) -> float:
     return 2.0 * n ** 3 / t["min_s"] / 1e9
 
 
+DEVICE_PEAK_TFLOPS = flags.DEFINE_float(
+    "device_peak_tflops", 0.0, "the accelerator's datasheet peak for the step's dtype, TFLOP/s; "
+    "> 0 adds fraction_of_device_peak (model FLOP utilisation)")
+
+
 def utilisation(flops: float | None, seconds: float, peak_gflops: float) -> dict:
+    """The step's achieved rate against the measured matmul rate and, when given
+    (--device_peak_tflops), the device's datasheet peak."""
     if flops is None:
         return {"flops": None}
     achieved = flops / seconds / 1e9
-    return {"flops": flops, "achieved_gflops": achieved,
-            "fraction_of_matmul_peak": achieved / peak_gflops}
+    out = {"flops": flops, "achieved_gflops": achieved,
+           "fraction_of_matmul_peak": achieved / peak_gflops}
+    if DEVICE_PEAK_TFLOPS.value > 0:
+        out["fraction_of_device_peak"] = achieved / (DEVICE_PEAK_TFLOPS.value * 1e3)
+    return out
 
 
 # Per example-builder: name -> number of images (per example) under it.

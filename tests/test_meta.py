@@ -211,26 +211,29 @@ def test_lax_convolutions_with_the_tasks_unrolled_give_the_same_meta_gradient():
 
 
 def toy_meta_problem():
-    """A small inner/outer pair with a leaf the inner step adapts ('w'), one it adapts at scale
-    0 ('z'), and one only the inner loss uses ('r', like the regulariser), with per-task
-    randomness in the inner loss; 5 tasks."""
+    """A small inner/outer pair with leaves the inner step adapts ('w'; 'z', whose inner gradient
+    is the same for every task; 'q' at scale 0) and one only the inner loss uses ('r', like the
+    regulariser), with per-task randomness in the inner loss; 5 tasks."""
     def inner(p, task, key):
         noise = jax.random.normal(key, p["w"].shape)
         loss = (jnp.sum(p["r"] * p["w"] ** 2) + jnp.sum(jnp.sin(p["w"] * task["x"] + noise))
-                + jnp.sum(p["r"] ** 2 * p["w"]) + jnp.sum(p["z"] * p["w"]))
+                + jnp.sum(p["r"] ** 2 * p["w"]) + jnp.sum(p["z"] * p["w"])
+                + jnp.sum(p["q"] * p["w"]))
         return loss, {"w_sum": jnp.sum(p["w"])}
 
     def outer(p, task, key):
-        return jnp.sum(jnp.cos(p["w"] * task["y"])) + jnp.sum(p["z"] ** 2), {}
+        return (jnp.sum(jnp.cos(p["w"] * task["y"])) + jnp.sum(p["z"] ** 2 * task["y"])
+                + jnp.sum(p["q"] ** 2)), {}
 
     rng = np.random.default_rng(0)
-    params = {k: jnp.asarray(rng.standard_normal(4)) for k in ("w", "r", "z")}
+    params = {k: jnp.asarray(rng.standard_normal(4)) for k in ("w", "r", "z", "q")}
     tasks = {k: jnp.asarray(rng.standard_normal((5, 4))) for k in ("x", "y")}
     return inner, outer, params, tasks
 
 
 @pytest.mark.parametrize("kw", [
-    {"steps": 3}, {"steps": 2, "remat": True, "task_chunk": 2},
+    {"steps": 3}, {"steps": 2, "model_first_order": True, "remat": True},
+    pytest.param({"steps": 2, "remat": True, "task_chunk": 2}, marks=pytest.mark.slow),
     pytest.param({"steps": 2, "task_chunk": 1, "unroll_chunks": True, "model_first_order": True},
                  marks=pytest.mark.slow),
     pytest.param({"steps": 2, "update": "tseng", "unadapted_weight": 0.5},
@@ -238,14 +241,15 @@ def toy_meta_problem():
 def test_forward_over_reverse_hessian_gives_the_reverse_meta_gradient(kw):
     """meta.hessian='forward' (Hessian-vector products in each inner step's VJP, from the kept
     linearisation or, with remat, recomputed) computes the same value, metrics and
-    meta-gradient as differentiating through the inner gradient, for every leaf: adapted,
-    adapted at scale 0, and only in the inner loss."""
+    meta-gradient as differentiating through the inner gradient, for every leaf: adapted (with
+    an inner gradient that varies over the vmapped tasks, and one that does not), adapted at
+    scale 0, and only in the inner loss."""
     with jax.enable_x64(True):
         inner, outer, params, tasks = toy_meta_problem()
         assert params["w"].dtype == jnp.float64
         common = dict(inner_loss=inner, outer_loss=outer, lr=0.3, first_order=False,
-                      mask={"w": True, "r": False, "z": True},
-                      lr_scale={"w": 1.0, "r": 1.0, "z": 0.0}, **kw)
+                      mask={"w": True, "r": False, "z": True, "q": True},
+                      lr_scale={"w": 1.0, "r": 1.0, "z": 0.5, "q": 0.0}, **kw)
         out = {h: jax.jit(jax.value_and_grad(lambda p, h=h: meta.maml_loss(
             p, tasks, jax.random.key(0), hessian=h, **common), has_aux=True))(params)
             for h in meta.HESSIANS}

@@ -33,8 +33,10 @@ meta-gradient is ct - H (lr * ct), H the inner loss's Hessian and ct the gradien
 adapted weights. 'forward' (the default) gives each inner step a VJP that computes H v as the
 JVP of the inner gradient (forward-over-reverse), from the linearisation it keeps of the inner
 pass (or, with remat, by running that pass again). 'reverse' back-propagates through the
-inner backward pass (reverse-over-reverse). On CPU 'forward' took 0.68x the time of 'reverse'
-at 256 px, with less memory (docs/benchmarks.md).
+inner backward pass (reverse-over-reverse, which needs H's transpose; the two agree where the
+Hessian is symmetric, as for any loss without a custom derivative rule that is not a true
+derivative). On CPU 'forward' took 0.68x the time of 'reverse' at 256 px, with less memory
+(docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -77,8 +79,11 @@ def hvp_sgd_step(inner_loss: Callable, *, lr: float, mask, lr_scale=None,
                  model_first_order: bool = False, recompute: bool = False):
     """One `sgd_adapt` step as (params, task, key) -> (adapted params, aux), for
     inner_loss(params, task, key) -> (loss, aux), whose VJP takes the Hessian-vector product
-    forward-over-reverse (module docstring). The same value and gradient as
-    sgd_adapt(first_order=False); aux receives no gradient; task and key none.
+    forward-over-reverse (module docstring). The same value and gradient as sgd_adapt with
+    first_order=False and the same model_first_order, provided the inner loss's Hessian is
+    symmetric (no custom derivative rule inside it that is not a true derivative, such as a
+    gradient reversal or a straight-through estimator); aux receives no gradient (in sgd_adapt
+    it does, which no caller uses); task and key none.
 
     The inner gradient is linearised as it is computed and the linearisation kept for the
     VJP; recompute=True keeps only the inputs and runs the inner pass again there (a JVP),
@@ -92,20 +97,25 @@ def hvp_sgd_step(inner_loss: Callable, *, lr: float, mask, lr_scale=None,
     def gradient(params, task, key):
         return jax.grad(inner_loss, has_aux=True)(params, task, key)
 
-    # The custom VJP returns the adapted leaves only: a leaf passed through unchanged would be
-    # an un-batched output under vmap, whose cotangent JAX sums over the tasks before this
-    # rule sees it, so each task would pass on every task's.
+    # The custom VJP returns the adapted leaves only, each made to depend on this task's inputs
+    # (plus an exact 0): under vmap an output that does not depend on them (a leaf passed
+    # through, or one whose inner gradient is the same for every task) would be un-batched, and
+    # JAX would sum its cotangent over the tasks before this rule sees it, so each task would
+    # pass on every task's.
+    def update(params, grads, task, key):
+        zero = _zero_depending_on(task, key)
+        p, g = jax.tree.leaves(params), jax.tree.leaves(grads)
+        return [p[i] - rates[i] * g[i] + zero for i in adapted]
+
     def step(params, task, key):
         grads, aux = gradient(params, task, key)
-        p, g = jax.tree.leaves(params), jax.tree.leaves(grads)
-        return [p[i] - rates[i] * g[i] for i in adapted], aux
+        return update(params, grads, task, key), aux
 
     def fwd(params, task, key):
         if recompute:
             return step(params, task, key), (params, task, key)
         grads, hvp, aux = jax.linearize(lambda p: gradient(p, task, key), params, has_aux=True)
-        p, g = jax.tree.leaves(params), jax.tree.leaves(grads)
-        return ([p[i] - rates[i] * g[i] for i in adapted], aux), (params, hvp)
+        return (update(params, grads, task, key), aux), (params, hvp)
 
     def bwd(res, cotangent):
         ct, _ = cotangent  # aux is an output only
@@ -136,6 +146,18 @@ def hvp_sgd_step(inner_loss: Callable, *, lr: float, mask, lr_scale=None,
         return treedef.unflatten(leaves), aux
 
     return apply
+
+
+def _zero_depending_on(*trees):
+    """An exact 0 (weakly typed) computed from the first element of every leaf of `trees`
+    (PRNG keys included), so it is batched wherever any of them is."""
+    zero = 0.0
+    for a in jax.tree.leaves(trees):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a = jax.random.key_data(a)
+        first = jnp.ravel(a)[0]
+        zero = zero + jnp.where(first == first, 0.0, 0.0)  # 0 for NaN and inf too
+    return zero
 
 
 def maml_loss(params, tasks, rng, *, inner_loss: Callable, outer_loss: Callable, lr: float,

@@ -70,16 +70,22 @@ DEVICE_PEAK_TFLOPS = flags.DEFINE_float(
     "> 0 adds fraction_of_device_peak (model FLOP utilisation)")
 
 
-def utilisation(flops: float | None, seconds: float, peak_gflops: float) -> dict:
-    """The step's achieved rate against the measured matmul rate and, when given
-    (--device_peak_tflops), the device's datasheet peak."""
+def device_peak_gflops() -> float | None:
+    """--device_peak_tflops in GFLOP/s, or None when not given."""
+    return DEVICE_PEAK_TFLOPS.value * 1e3 if DEVICE_PEAK_TFLOPS.value > 0 else None
+
+
+def utilisation(flops: float | None, seconds: float, peak_gflops: float,
+                device_peak: float | None = None) -> dict:
+    """The step's achieved rate against the measured matmul rate and, when given, the device's
+    datasheet peak (GFLOP/s: model FLOP utilisation)."""
     if flops is None:
         return {"flops": None}
     achieved = flops / seconds / 1e9
     out = {"flops": flops, "achieved_gflops": achieved,
            "fraction_of_matmul_peak": achieved / peak_gflops}
-    if DEVICE_PEAK_TFLOPS.value > 0:
-        out["fraction_of_device_peak"] = achieved / (DEVICE_PEAK_TFLOPS.value * 1e3)
+    if device_peak:
+        out["fraction_of_device_peak"] = achieved / device_peak
     return out
 
 

@@ -78,7 +78,7 @@ def main(_):
         jax.block_until_ready(embed_fn(params, images))
 
     t_embed = common.time_calls(embed, warmup=_WARMUP.value, iters=_ITERS.value)
-    peak = common.matmul_peak_gflops()
+    peak, device = common.matmul_peak_gflops(), common.device_peak_gflops()
     common.emit({
         "benchmark": "masbir_step", "model": "CLIP ViT-B/32 shapes, random weights",
         "dtype": c.model.dtype, "clip_groups": _CLIP.value, "image_size": size,
@@ -87,10 +87,10 @@ def main(_):
         "train": {"batch_size": c.batch_size, "step_time_s": t_train,
                   "steps_per_s": 1.0 / t_train["median_s"],
                   "images_per_s": c.batch_size / t_train["median_s"],
-                  **common.utilisation(train_flops, t_train["median_s"], peak)},
+                  **common.utilisation(train_flops, t_train["median_s"], peak, device)},
         "embed": {"batch_size": _EMBED_BATCH.value, "call_time_s": t_embed,
                   "images_per_s": _EMBED_BATCH.value / t_embed["median_s"],
-                  **common.utilisation(embed_flops, t_embed["median_s"], peak)},
+                  **common.utilisation(embed_flops, t_embed["median_s"], peak, device)},
         "matmul_peak_gflops": peak,
         "peak_host_rss_mb": common.peak_host_rss_mb(), "machine": common.machine()})
 

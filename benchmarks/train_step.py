@@ -52,7 +52,8 @@ def main(_):
     t = common.time_calls(one, warmup=_WARMUP.value, iters=_ITERS.value)
     images = config.batch_size * sum(layout.values())
     peak = common.matmul_peak_gflops()
-    extra = {"utilisation": {**common.utilisation(flops, t["median_s"], peak),
+    extra = {"utilisation": {**common.utilisation(flops, t["median_s"], peak,
+                                                  common.device_peak_gflops()),
                              "matmul_peak_gflops": peak,
                              # the step's floor on this device if every FLOP ran at the matmul rate
                              "seconds_at_matmul_peak": flops / peak / 1e9 if flops else None}}

@@ -21,6 +21,9 @@ def test_utilisation():
     assert u["achieved_gflops"] == pytest.approx(4.0)
     assert u["fraction_of_matmul_peak"] == pytest.approx(0.5)
     assert common.utilisation(None, 1.0, 8.0) == {"flops": None}
+    assert "fraction_of_device_peak" not in u
+    # with a datasheet peak (GFLOP/s): model FLOP utilisation
+    assert common.utilisation(2e9, 0.5, 8.0, 16.0)["fraction_of_device_peak"] == pytest.approx(0.25)
 
 
 @pytest.mark.slow

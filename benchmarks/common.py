@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from absl import flags
 
+from sbirjax import allocator
+
 from benchmarks.host_memory import (  # noqa: F401 - the benchmarks' names for them
     peak_host_rss_mb, peak_rss_since_reset_mb, reset_peak_rss)
 
@@ -20,7 +22,9 @@ def machine() -> dict:
     d = jax.devices()[0]
     return {"platform": d.platform, "device_kind": d.device_kind,
             "device_count": jax.device_count(), "host_cpus": os.cpu_count(),
-            "python": platform.python_version(), "jax": jax.__version__}
+            "python": platform.python_version(), "jax": jax.__version__,
+            # freed host memory kept for reuse (sbirjax/allocator.py; entry points apply it)
+            "keep_freed_memory": allocator.applied()}
 
 
 def time_calls(fn, *, warmup: int, iters: int) -> dict:

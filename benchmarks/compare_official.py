@@ -91,7 +91,8 @@ def sbirjax_side(row: str) -> dict:
         return {"step_s": t["step_time_s"]["median_s"], "peak_rss_mb": r["peak_host_rss_mb"],
                 "steps_peak_rss_mb": t["step_time_s"].get("steps_peak_rss_mb"),
                 "matmul_gflops": r["matmul_peak_gflops"],
-                "fraction_of_matmul": t.get("fraction_of_matmul_peak"), "flops": t.get("flops")}
+                "fraction_of_matmul": t.get("fraction_of_matmul_peak"), "flops": t.get("flops"),
+                "keep_freed_memory": r["machine"].get("keep_freed_memory")}
     r = run([sys.executable, "-m", "benchmarks.train_step", *STYLEMEUP_256, *SETTINGS[row],
              *timing])
     if "error" in r:
@@ -101,7 +102,8 @@ def sbirjax_side(row: str) -> dict:
             "steps_peak_rss_mb": r["step_time_s"].get("steps_peak_rss_mb"),
             "matmul_gflops": u["matmul_peak_gflops"],
             "fraction_of_matmul": u.get("fraction_of_matmul_peak"), "flops": u.get("flops"),
-            "xla_temp_mb": r.get("xla_memory_mb", {}).get("temp")}
+            "xla_temp_mb": r.get("xla_memory_mb", {}).get("temp"),
+            "keep_freed_memory": r["machine"].get("keep_freed_memory")}
 
 
 def official_side(row: str) -> dict:

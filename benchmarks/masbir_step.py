@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common
-from sbirjax import compiled, defaults_masbir, methods, sharding
+from sbirjax import allocator, compiled, defaults_masbir, methods, sharding
 
 _BATCH = flags.DEFINE_integer("batch", 32, "global train batch (images and captions)")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype")
@@ -96,4 +96,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    allocator.keep_freed_memory()  # first, as sbirjax.main does
     app.run(main)

@@ -20,7 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import common
-from sbirjax import methods, sharding
+from sbirjax import allocator, methods, sharding
 from sbirjax.compiled import compile_fns
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/synthetic_triplet.py", "config file")
@@ -74,4 +74,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    allocator.keep_freed_memory()  # first, as sbirjax.main does
     app.run(main)

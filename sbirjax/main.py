@@ -28,7 +28,7 @@ from absl import flags, logging
 import ml_collections
 from ml_collections import config_flags
 
-from sbirjax import errors
+from sbirjax import allocator, errors
 from sbirjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -118,5 +118,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    allocator.keep_freed_memory()  # first, before any thread allocates (allocator.py)
     flags.mark_flag_as_required("config")
     errors.run(main)

@@ -171,3 +171,24 @@ def test_config_from_hf_dict():
     shapes = clip_weights.param_shapes(ClipConfig.tiny())
     assert shapes[("vision_model", "patch_embedding", "kernel")] == (8, 8, 3, 32)
     assert shapes[("logit_scale",)] == ()
+
+
+def test_patch_embedding_is_the_strided_convolution():
+    """The matmul over patches equals flax's stride-p convolution: same kernel, same initial draw,
+    same output (row-major patch grid) and same kernel gradient."""
+    import flax.linen as nn
+
+    from sbirjax.nets.clip import PatchEmbedding
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 12, 8, 3)), jnp.float32)
+    conv = nn.Conv(5, (4, 4), strides=4, padding="VALID", use_bias=False)
+    matmul = PatchEmbedding(5, 4)
+    params = conv.init(jax.random.key(3), x)
+    np.testing.assert_array_equal(params["params"]["kernel"],
+                                  matmul.init(jax.random.key(3), x)["params"]["kernel"])
+    want = conv.apply(params, x).reshape(2, -1, 5)
+    np.testing.assert_allclose(matmul.apply(params, x), want, rtol=1e-5, atol=1e-6)
+    w = jnp.asarray(np.random.default_rng(1).normal(size=want.shape), jnp.float32)
+    grads = [jax.grad(lambda p, m=m: jnp.sum(w * m.apply(p, x).reshape(want.shape)))(params)
+             for m in (conv, matmul)]
+    np.testing.assert_allclose(grads[1]["params"]["kernel"], grads[0]["params"]["kernel"],
+                               rtol=1e-5, atol=1e-5)

@@ -177,6 +177,27 @@ class EncoderLayer(nn.Module):
         return x + Mlp(self.mlp_dim, self.act, self.dtype, name="mlp")(h)
 
 
+class PatchEmbedding(nn.Module):
+    """The stride-p, p x p convolution of a ViT's patches, written as one matmul over the image cut
+    into patches (row-major grid, as HF's flatten): (b, h, w, c) -> (b, h/p * w/p, features).
+    The same kernel (HWIO, named `kernel`), initialiser and function as nn.Conv; on XLA:CPU the
+    strided convolution with its kernel gradient took twice as long as this matmul."""
+
+    features: int
+    patch: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixels):
+        b, h, w, ch = pixels.shape
+        p = self.patch
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (p, p, ch, self.features), jnp.float32)
+        x = pixels.reshape(b, h // p, p, w // p, p, ch).transpose(0, 1, 3, 2, 4, 5)
+        x = x.reshape(b, (h // p) * (w // p), p * p * ch).astype(self.dtype)
+        return x @ kernel.reshape(p * p * ch, self.features).astype(self.dtype)
+
+
 class VisionTower(nn.Module):
     """ViT: returns the post-LayerNorm class token, (b, width) float32."""
 
@@ -189,13 +210,9 @@ class VisionTower(nn.Module):
         if pixels.shape[1:3] != (c.image_size, c.image_size):
             raise ValueError(f"expected NHWC images of {c.image_size}x{c.image_size}, "
                              f"got shape {pixels.shape}")
-        patches = nn.Conv(c.width, (c.patch_size, c.patch_size), strides=c.patch_size,
-                          padding="VALID", use_bias=False, dtype=self.dtype,
-                          param_dtype=jnp.float32,
-                          name="patch_embedding")(pixels.astype(self.dtype))
         b = pixels.shape[0]
-        # row-major grid, as HF's flatten
-        patches = patches.reshape(b, -1, c.width).astype(jnp.float32)
+        patches = PatchEmbedding(c.width, c.patch_size, self.dtype,
+                                 name="patch_embedding")(pixels).astype(jnp.float32)
         cls = self.param("class_embedding", nn.initializers.normal(c.width**-0.5), (c.width,))
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.width)), patches], axis=1)
         pos = nn.Embed(x.shape[1], c.width, param_dtype=jnp.float32, name="position_embedding")

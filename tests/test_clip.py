@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,7 @@ from safetensors.numpy import save_file
 
 from sbirjax.data import clip_tokenizer
 from sbirjax.nets import clip_weights
-from sbirjax.nets.clip import CLIP, ClipConfig, eos_positions
+from sbirjax.nets.clip import CLIP, ClipConfig, PatchEmbedding, eos_positions
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "clip_tiny")
 OUTPUTS = ("image_embeds", "text_embeds", "logits_per_image")
@@ -176,9 +177,6 @@ def test_config_from_hf_dict():
 def test_patch_embedding_is_the_strided_convolution():
     """The matmul over patches equals flax's stride-p convolution: same kernel, same initial draw,
     same output (row-major patch grid) and same kernel gradient."""
-    import flax.linen as nn
-
-    from sbirjax.nets.clip import PatchEmbedding
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 12, 8, 3)), jnp.float32)
     conv = nn.Conv(5, (4, 4), strides=4, padding="VALID", use_bias=False)
     matmul = PatchEmbedding(5, 4)

@@ -180,8 +180,9 @@ class EncoderLayer(nn.Module):
 class PatchEmbedding(nn.Module):
     """The stride-p, p x p convolution of a ViT's patches, written as one matmul over the image cut
     into patches (row-major grid, as HF's flatten): (b, h, w, c) -> (b, h/p * w/p, features).
-    The same kernel (HWIO, named `kernel`), initialiser and function as nn.Conv; on XLA:CPU the
-    strided convolution with its kernel gradient took twice as long as this matmul."""
+    The same kernel (HWIO, named `kernel`), initialiser and function as nn.Conv with VALID padding
+    (for sizes divisible by p); on XLA:CPU the strided convolution with its kernel gradient took
+    twice as long as this matmul."""
 
     features: int
     patch: int
@@ -191,6 +192,8 @@ class PatchEmbedding(nn.Module):
     def __call__(self, pixels):
         b, h, w, ch = pixels.shape
         p = self.patch
+        if h % p or w % p:
+            raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {p}")
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (p, p, ch, self.features), jnp.float32)
         x = pixels.reshape(b, h // p, p, w // p, p, ch).transpose(0, 1, 3, 2, 4, 5)

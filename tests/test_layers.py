@@ -18,6 +18,7 @@ PACKAGES = ("sbirjax", "tfds_builders")
 LAYERS = (
     ("base", {
         "errors": ("sbirjax.errors",),     # the boundary for user errors
+        "allocator": ("sbirjax.allocator",),  # glibc's malloc settings, before jax starts
         "hub": ("sbirjax.hub",),           # a snapshot directory or Hugging Face Hub id
         "paths": ("sbirjax.paths",),       # local or object-store paths
     }),

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from sbirjax.nets.ops import gradient_barrier, l2_normalize
+from sbirjax.nets.patchconv import space_to_depth
 
 # Hugging Face `hidden_act` names -> functions. The tanh GELUs are one formula under three names.
 ACTIVATIONS = {
@@ -196,8 +197,8 @@ class PatchEmbedding(nn.Module):
             raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {p}")
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (p, p, ch, self.features), jnp.float32)
-        x = pixels.reshape(b, h // p, p, w // p, p, ch).transpose(0, 1, 3, 2, 4, 5)
-        x = x.reshape(b, (h // p) * (w // p), p * p * ch).astype(self.dtype)
+        x = space_to_depth(pixels, p).reshape(b, (h // p) * (w // p), p * p * ch)
+        x = x.astype(self.dtype)
         return x @ kernel.reshape(p * p * ch, self.features).astype(self.dtype)
 
 

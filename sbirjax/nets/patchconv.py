@@ -17,11 +17,12 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 
-def _space_to_depth(x):
-    """(N, 2A, 2B, C) -> (N, A, B, 4C), channel order (row parity, column parity, c)."""
+def space_to_depth(x, block: int = 2):
+    """(N, kA, kB, C) -> (N, A, B, k*k*C) for block k, channel order (row in block, column in
+    block, c): each block's pixels as one vector, as an HWIO kernel flattens."""
     n, h, w, c = x.shape
-    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(n, h // 2, w // 2, 4 * c)
+    x = x.reshape(n, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // block, w // block, block * block * c)
 
 
 # Below this many input channels down_conv concatenates its four slices into one patch tensor
@@ -40,7 +41,7 @@ def down_conv(x, kernel):
     n, h, w, c = x.shape
     if h % 2 or w % 2:
         raise ValueError(f"down_conv needs even height and width, got {h}x{w}")
-    s = _space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))  # (N, H/2+1, W/2+1, 4C)
+    s = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))  # (N, H/2+1, W/2+1, 4C)
     oh, ow = h // 2, w // 2
     slices = [s[:, da:da + oh, db:db + ow] for da in (0, 1) for db in (0, 1)]
     # kernel rows u = 2 * da + r, columns v = 2 * db + s  ->  order (da, db, r, s, c)

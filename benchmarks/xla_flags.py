@@ -1,8 +1,10 @@
 """The same step under XLA:CPU settings, each in its own process, as JSON ratios to the default.
 
   python -m benchmarks.xla_flags [--which=stylemeup64,masbir] [--iters=3]
+      [--which=stylemeup256_second,stylemeup256_first]
 
-For each benchmark (the StyleMeUp meta-step at 64 px, the MA-SBIR step at ViT-B/32 shapes) and
+For each benchmark (the StyleMeUp meta-step at 64 px, or at 256 px at compare_official's
+settings, second and first order; the MA-SBIR step at ViT-B/32 shapes) and
 each setting of XLA_FLAGS below, a fresh process runs the benchmark and reports its median step
 time; every setting is then given as a ratio to the default run of the same sitting (< 1:
 faster). Settings a jaxlib build does not know fail that process, which is reported and skipped.
@@ -26,6 +28,12 @@ BENCHMARKS = {
                     "--config=configs/synthetic_stylemeup.py:full,styles", "--warmup=1"],
     "masbir": ["-m", "benchmarks.masbir_step", "--warmup=1"],
 }
+# The 256-px meta-step at benchmarks/compare_official.py's settings, second and first order.
+_STYLEMEUP_256 = ["-m", "benchmarks.train_step", "--config=configs/synthetic_stylemeup.py",
+                  "--config.data.image.size=256", "--config.model.embed_dim=128",
+                  "--config.meta.task_chunk=1", "--warmup=1"]
+BENCHMARKS["stylemeup256_second"] = _STYLEMEUP_256
+BENCHMARKS["stylemeup256_first"] = _STYLEMEUP_256 + ["--config.meta.first_order=True"]
 # XLA:CPU settings to compare (flags as jaxlib 0.10 names them).
 SETTINGS = {
     "default": "",

@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -110,30 +111,35 @@ def masbir_step(code: str, batch: int, seed: int = 0):
     import train as official_train
 
     torch.manual_seed(seed)
+    # A random CLIP saved where the official code loads its backbone from (605 MB): read into the
+    # model and the processor by the time the batch is collated, then removed, failure or not.
     backbone = tempfile.mkdtemp(prefix="clip_b32_")
-    transformers.CLIPModel(transformers.CLIPConfig()).save_pretrained(backbone)
-    transformers.CLIPProcessor(
-        image_processor=transformers.CLIPImageProcessor(
-            size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}),
-        tokenizer=transformers.CLIPTokenizer.from_pretrained(fixture.CLIP_TINY),
-    ).save_pretrained(backbone)
-    with open(os.path.join(code, "setting", "config-train.yaml")) as f:
-        import yaml
-        raw = yaml.safe_load(f)
-    cfg = fixture.namespace(raw)
-    cfg.model.backbone = backbone
-    cfg.use_mixed_precision = False
-    cfg.train.gradient_accumulation_steps = 1
-    cfg.num_workers, cfg.pin_memory = 0, False
-    collate = CONCAT_DATASET(cfg, ds_idx=[2])._collate_fn
-    model = ModalAwareModel(cfg.model)
-    rng = np.random.default_rng(seed)
-    words = ("shoe", "chair", "sketch", "photo", "of", "a")
-    examples = [{"text": " ".join(rng.choice(words, 40)),  # truncated to max_length (30)
-                 "image": Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)),
-                 "mod_idx": ([int(i % 2), int(2 + i % 2)],), "label": int(rng.integers(0, 100))}
-                for i in range(batch)]
-    data = collate(examples)
+    try:
+        transformers.CLIPModel(transformers.CLIPConfig()).save_pretrained(backbone)
+        transformers.CLIPProcessor(
+            image_processor=transformers.CLIPImageProcessor(
+                size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}),
+            tokenizer=transformers.CLIPTokenizer.from_pretrained(fixture.CLIP_TINY),
+        ).save_pretrained(backbone)
+        with open(os.path.join(code, "setting", "config-train.yaml")) as f:
+            import yaml
+            raw = yaml.safe_load(f)
+        cfg = fixture.namespace(raw)
+        cfg.model.backbone = backbone
+        cfg.use_mixed_precision = False
+        cfg.train.gradient_accumulation_steps = 1
+        cfg.num_workers, cfg.pin_memory = 0, False
+        collate = CONCAT_DATASET(cfg, ds_idx=[2])._collate_fn
+        model = ModalAwareModel(cfg.model)
+        rng = np.random.default_rng(seed)
+        words = ("shoe", "chair", "sketch", "photo", "of", "a")
+        examples = [{"text": " ".join(rng.choice(words, 40)),  # truncated to max_length (30)
+                     "image": Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)),
+                     "mod_idx": ([int(i % 2), int(2 + i % 2)],), "label": int(rng.integers(0, 100))}
+                    for i in range(batch)]
+        data = collate(examples)
+    finally:
+        shutil.rmtree(backbone, ignore_errors=True)
     optimizer, scheduler = official_train.get_optimizer_and_scheduler(cfg, model, 1000)
     model.train()
     counter = [0]

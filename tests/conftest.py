@@ -25,3 +25,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+# tensorflow_datasets leaves an empty temporary folder behind for every builder made before its
+# data is prepared (DatasetInfo.initialize_from_bucket): about 400 a test run. Temporary files
+# of the run, its worker processes and their subprocesses go in one folder removed at exit.
+if "SBIRJAX_TEST_TMPDIR" not in os.environ:
+    _tmp = tempfile.mkdtemp(prefix="sbirjax-test-tmp-")
+    atexit.register(shutil.rmtree, _tmp, ignore_errors=True)
+    os.environ["SBIRJAX_TEST_TMPDIR"] = os.environ["TMPDIR"] = _tmp
+    tempfile.tempdir = _tmp

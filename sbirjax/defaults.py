@@ -130,6 +130,9 @@ def stylemeup(ablation: str = "full") -> ml_collections.ConfigDict:
     # ImageNet trunk, whose 16 blocks compound it, 1 diverges and 0.1 diverges later
     # (docs/stylemeup_styles.md).
     c.model.ft_init_scale = 1.0
+    # The regulariser's weights P start U(0, reg_init_scale); 1 is the official code's. At 1 the
+    # regulariser's gradient dominates the inner step (docs/stylemeup_styles.md).
+    c.model.reg_init_scale = 1.0
     c.model.norm_affine = False
     # Convolutions as patches @ kernel: with the tasks vmapped, per-task weights make batched
     # matmuls instead of grouped convolutions (sbirjax/nets/patchconv.py).

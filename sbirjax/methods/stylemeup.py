@@ -68,6 +68,7 @@ class StyleMeUp(nn.Module):
     dropout: float = 0.5
     ft: bool = True
     ft_init_scale: float = 1.0  # times the FT layers' initial thetas (config.model.ft_init_scale)
+    reg_init_scale: float = 1.0  # P starts U(0, reg_init_scale) (config.model.reg_init_scale)
     norm_affine: bool = False  # the official code's InstanceNorm2d(affine=False)
     conv_impl: str = "xla"     # 'matmul': convolutions as patches @ kernel (nets/patchconv.py)
     trunk: str = "scratch"     # or an EfficientNet-Lite variant (module docstring)
@@ -89,7 +90,7 @@ class StyleMeUp(nn.Module):
         self.decoder = Decoder(self.image_size, tuple(reversed(self.widths)), self.dropout,
                                self.norm_affine, self.conv_impl)
         # Regulariser weights P, shaped like [W_inv; b_inv], U(0, 1) as in the official code.
-        self.reg_P = self.param("reg_P", nn.initializers.uniform(1.0),
+        self.reg_P = self.param("reg_P", nn.initializers.uniform(self.reg_init_scale),
                                 (features + 1, self.latent))
 
     def encode(self, images, *, train: bool, ft_active: bool = False):
@@ -184,6 +185,7 @@ def build(model_config) -> StyleMeUp:
                      hidden=model_config.hidden, latent=model_config.embed_dim,
                      dropout=model_config.dropout, ft=model_config.ft,
                      ft_init_scale=model_config.ft_init_scale,
+                     reg_init_scale=model_config.reg_init_scale,
                      norm_affine=model_config.norm_affine,
                      conv_impl=model_config.conv_impl, trunk=model_config.backbone)
 
